@@ -1,0 +1,274 @@
+"""The `diplowatch` command. The only place that turns domain errors into messages and exit codes.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from monitor import __version__
+from monitor.analyse import Analyser, build_analyser
+from monitor.config import Config, load_config
+from monitor.errors import ConfigError, DiplowatchError
+from monitor.fetch import Fetcher
+from monitor.models import PollOutcome
+from monitor.pipeline import Poller, poll_many, redact
+from monitor.store import SearchQuery, Store
+
+log = logging.getLogger("monitor")
+
+
+@dataclass
+class Context:
+    config_path: str
+    db_path: str
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def store(self, readonly: bool = False) -> Store:
+        return Store.open(self.db_path, readonly=readonly)
+
+
+class DiplowatchGroup(click.Group):
+    """Turns DiplowatchError into a one-paragraph message and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            click.echo(f"diplowatch: configuration error ({len(e.problems)} problem(s)):", err=True)
+            for problem in e.problems:
+                click.echo(f"  {problem}", err=True)
+            ctx.exit(2)
+        except DiplowatchError as e:
+            click.echo(f"diplowatch: error: {redact(str(e))}", err=True)
+            ctx.exit(1)
+        except OSError as e:
+            click.echo(f"diplowatch: error: {e}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=DiplowatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="DIPLOWATCH_CONFIG", default="sources.yaml", show_default=True,
+              help="The configuration file (env DIPLOWATCH_CONFIG).")
+@click.option("--db", "db_path", envvar="DIPLOWATCH_DB", default="storage/diplowatch.db", show_default=True,
+              help="The SQLite database (env DIPLOWATCH_DB).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="diplowatch")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, db_path: str, verbose: int) -> None:
+    """diplowatch: watch states' cyber and information-security diplomacy."""
+    level = os.environ.get("DIPLOWATCH_LOG_LEVEL") or ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    ctx.obj = Context(config_path, db_path)
+
+
+@cli.command()
+@click.pass_obj
+def check(obj: Context) -> None:
+    """Validate the configuration and list the sources (exit 2 when it is wrong)."""
+    config = obj.config
+    analyser = build_analyser(config)
+    for source in config.sources:
+        state = "" if source.enabled else "  (disabled)"
+        click.echo(f"{source.id:32} {source.kind or 'auto':5} {_every(source.interval):>6}  {source.url}{state}")
+    click.echo(f"{config.path}: ok, {len(config.sources)} sources ({len(config.enabled_sources)} enabled), "
+               f"{analyser.rule_count} rules")
+
+
+@cli.command()
+@click.option("--source", "source_ids", multiple=True, help="Poll only this source id (repeatable).")
+@click.pass_obj
+def poll(obj: Context, source_ids: tuple[str, ...]) -> None:
+    """Poll every enabled source once, now, then exit."""
+    config = obj.config
+    sources = _select_sources(config, source_ids)
+    if not log.isEnabledFor(logging.INFO):
+        logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)  # the summary below says it once
+    analyser = build_analyser(config)
+    with obj.store() as store:
+        outcomes = _with_progress(len(sources), lambda tick: asyncio.run(_poll(config, store, analyser, sources, tick)))
+    _print_poll_summary(outcomes)
+
+
+async def _poll(config: Config, store: Store, analyser: Analyser, sources: list, tick: Callable) -> list[PollOutcome]:
+    async with Fetcher(config.settings) as fetcher:
+        return await poll_many(Poller(config, store, analyser, fetcher), sources, on_done=tick)
+
+
+def _with_progress(total: int, work: Callable[[Callable[[PollOutcome], None]], list[PollOutcome]]) -> list[PollOutcome]:
+    if not sys.stderr.isatty():
+        return work(lambda _: None)
+    with click.progressbar(length=total, label="polling", file=sys.stderr, show_pos=True) as bar:
+        return work(lambda _: bar.update(1))
+
+
+def _print_poll_summary(outcomes: list[PollOutcome]) -> None:
+    for o in sorted(outcomes, key=lambda o: o.source):
+        if o.error:
+            click.echo(f"{o.source}: {o.status}: {redact(o.error)}", err=True)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "unchanged", "failing", "blocked")}
+    new = sum(o.new_items for o in outcomes)
+    changed = sum(o.changed_items for o in outcomes)
+    click.echo(f"polled {len(outcomes)} sources: {counts['ok']} ok, {counts['unchanged']} unchanged, "
+               f"{counts['failing']} failing, {counts['blocked']} blocked; {new} new items, {changed} changed")
+
+
+@cli.command()
+@click.pass_obj
+def run(obj: Context) -> None:
+    """Poll each source on its own schedule until SIGTERM or Ctrl-C (the container's main process)."""
+    from monitor.schedule import Service, stop_on_signals
+    from monitor.store import run_lock
+
+    config = obj.config
+    analyser = build_analyser(config)
+    with run_lock(obj.db_path), obj.store() as store:
+        stop = stop_on_signals()
+        Service(config, store, analyser).serve_forever(stop)
+
+
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default=None,
+              help="Output format [default: table on a terminal, else jsonl].")
+@click.option("--source", "sources", multiple=True, help="Only items of this source id (repeatable).")
+@click.option("--since", help="Only items published on or after this date (YYYY-MM-DD or ISO 8601).")
+@click.option("--until", help="Only items published before this date.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items.")
+@click.pass_obj
+def search(obj: Context, query: tuple[str, ...], fmt: str | None, sources: tuple[str, ...], since: str | None,
+           until: str | None, limit: int | None) -> None:
+    """Search stored items: words, "phrases", AND/OR/NOT, prefix*; newest first."""
+    q = SearchQuery(text=" ".join(query) or None, sources=sources, since=_date_option(since, "--since"),
+                    until=_date_option(until, "--until"), limit=limit)
+    with obj.store(readonly=True) as store:
+        rows = list(store.search(q))  # read fully so a query error is reported before any output
+        _emit(rows, fmt or ("table" if sys.stdout.isatty() else "jsonl"), _ITEM_TABLE)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default=None,
+              help="Output format [default: table on a terminal, else jsonl].")
+@click.pass_obj
+def sources(obj: Context, fmt: str | None) -> None:
+    """Each source's health: ok / failing / blocked / never polled."""
+    config = obj.config
+    with obj.store() as store:
+        health = store.sources_health()
+    rows = [_source_row(s.id, s.label, s.url, s.enabled, health.get(s.id)) for s in config.sources]
+    _emit(rows, fmt or ("table" if sys.stdout.isatty() else "jsonl"), _SOURCE_TABLE)
+
+
+def _source_row(source_id: str, name: str, url: str, enabled: bool, row: dict | None) -> dict[str, Any]:
+    row = row or {}
+    return {
+        "id": source_id,
+        "name": name,
+        "url": redact(url),
+        "enabled": enabled,
+        "status": row.get("status", "never polled") if enabled else "disabled",
+        "last_attempt": row.get("last_attempt"),
+        "last_success": row.get("last_success"),
+        "last_status": row.get("last_status"),
+        "consecutive_failures": row.get("consecutive_failures", 0),
+        "last_error": row.get("last_error"),
+        "last_warning": row.get("last_warning"),
+        "next_due": row.get("next_due"),
+        "items": row.get("items", 0),
+    }
+
+
+_ITEM_TABLE = (("published", 20), ("source", 22), ("lang", 4), ("title", 70), ("rules", 30))
+_SOURCE_TABLE = (("id", 30), ("status", 12), ("items", 6), ("consecutive_failures", 3), ("last_success", 20),
+                 ("last_error", 60))
+
+
+def _emit(rows: Iterable[dict[str, Any]], fmt: str, table: tuple[tuple[str, int], ...]) -> None:
+    out = click.get_text_stream("stdout")
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        _write_csv(out, rows)
+    else:
+        for line in _table_lines(rows, table):
+            out.write(line + "\n")
+
+
+def _write_csv(out: Any, rows: Iterable[dict[str, Any]]) -> None:
+    writer = None
+    for row in rows:
+        flat = {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
+        if writer is None:
+            writer = csv.DictWriter(out, fieldnames=list(flat))
+            writer.writeheader()
+        writer.writerow(flat)
+
+
+def _table_lines(rows: Iterable[dict[str, Any]], table: tuple[tuple[str, int], ...]) -> Iterator[str]:
+    yield "  ".join(name.ljust(width)[:width] for name, width in table)
+    for row in rows:
+        cells = []
+        for name, width in table:
+            value = row.get(name)
+            text = ", ".join(value) if isinstance(value, list) else "" if value is None else str(value)
+            text = text.replace("\n", " ")
+            cells.append((text[: width - 1] + "…" if len(text) > width else text).ljust(width))
+        yield "  ".join(cells).rstrip()
+
+
+def _select_sources(config: Config, ids: tuple[str, ...]) -> list:
+    if not ids:
+        return list(config.enabled_sources)
+    known = {s.id: s for s in config.sources}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise click.BadParameter(f"no source with id {', '.join(unknown)} in {config.path}", param_hint="--source")
+    return [known[i] for i in ids]
+
+
+def _date_option(value: str | None, name: str) -> str | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: write YYYY-MM-DD or ISO 8601", param_hint=name) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _every(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def main() -> None:
+    cli(prog_name="diplowatch")
+
+
+__all__ = ["Path", "cli", "main"]

@@ -1,0 +1,274 @@
+"""Load and validate sources.yaml once, into frozen objects.
+
+Every problem is reported at once, each naming the file, the line and the key path. Unknown keys
+are errors. YAML 1.2 (ruamel.yaml), so `country: NO` stays the string "NO". This module never
+reads secrets' values: it only records the names of the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from monitor.errors import ConfigError, Problem
+
+USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
+MAX_YAML_NODES = 200_000  # an alias bomb expands past this long before it hurts
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def parse_duration(value: Any) -> float:
+    """`15m`, `30s`, `1h`, `2d` or a bare number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a duration: write e.g. 30s, 15m, 1h or 1d")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """`10MB`, `512kb` or a bare number of bytes -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?b)\s*", str(value).lower())
+    if not m:
+        raise ValueError(f"{value!r} is not a size: write e.g. 512KB or 10MB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+# YAML 1.2 already keeps NO/yes as strings; numbers in tags (tier: 1) are read as text too.
+Text = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Selectors(_Strict):
+    """CSS selectors that read a listing page: one `item` per statement, the rest inside it."""
+
+    item: str
+    link: str = "a[href]"
+    title: str | None = None
+    date: str | None = None
+    summary: str | None = None
+
+
+class Source(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=80)
+    url: str
+    name: str = ""
+    kind: Literal["feed", "html"] | None = None
+    interval: Duration = 1800.0
+    lang: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+    tags: dict[str, Text] = {}
+    headers: dict[str, Text] = {}
+    enabled: bool = True
+    selectors: Selectors | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+", url):
+            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        if re.search(r"\s", url):
+            raise ValueError("a URL cannot contain spaces")
+        return url
+
+    @model_validator(mode="after")
+    def _html_needs_selectors(self) -> Source:
+        if self.kind == "html" and self.selectors is None:
+            raise ValueError("kind: html needs `selectors` (at least `item`)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    def tag_pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self.tags.items()))
+
+
+class Settings(_Strict):
+    user_agent: str = USER_AGENT
+    connect_timeout: Duration = 10.0
+    read_timeout: Duration = 30.0
+    fetch_deadline: Duration = 90.0
+    max_body: Size = 10 * 1024 * 1024
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    concurrency: int = Field(default=32, ge=1, le=1000)
+    per_host: int = Field(default=2, ge=1, le=100)
+    tick: Duration = 5.0
+    max_backoff: Duration = 6 * 3600.0
+    failure_alert_after: int = Field(default=3, ge=1)
+
+
+class Config(_Strict):
+    """The whole validated configuration. `path` is the file it came from."""
+
+    path: str = "sources.yaml"
+    settings: Settings = Settings()
+    sources: tuple[Source, ...] = ()
+
+    @property
+    def enabled_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.enabled)
+
+    def source(self, source_id: str) -> Source | None:
+        return next((s for s in self.sources if s.id == source_id), None)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate `path`; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), None, "", "file not found (set --config or DIPLOWATCH_CONFIG)")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(str(path), None, "", f"cannot read: {e}")]) from None
+    data = _read_yaml(text, str(path))
+    return _validate(data, str(path))
+
+
+def _read_yaml(text: str, file: str) -> CommentedMap:
+    yaml = YAML(typ="rt")  # round-trip loader: keeps line numbers; YAML 1.2; duplicate keys are errors
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError([Problem(file, line, "", f"invalid YAML: {e.problem or e}")]) from None
+    except YAMLError as e:
+        raise ConfigError([Problem(file, None, "", f"invalid YAML: {e}")]) from None
+    if data is None:
+        data = CommentedMap()
+    if not isinstance(data, CommentedMap):
+        raise ConfigError([Problem(file, 1, "", "the top level must be a mapping with a `sources:` list")])
+    _check_size(data, file)
+    return data
+
+
+def _check_size(data: Any, file: str) -> None:
+    count = 0
+    for _ in _walk(data):
+        count += 1
+        if count > MAX_YAML_NODES:
+            msg = f"more than {MAX_YAML_NODES} values (a YAML alias bomb?): refusing to expand it"
+            raise ConfigError([Problem(file, None, "", msg)])
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _validate(data: CommentedMap, file: str) -> Config:
+    problems = _duplicate_ids(data, file)
+    try:
+        config = Config.model_validate({**data, "path": file})
+    except ValidationError as e:
+        problems += [_problem(data, file, err) for err in e.errors()]
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return config
+
+
+def _duplicate_ids(data: CommentedMap, file: str) -> list[Problem]:
+    sources = data.get("sources")
+    if not isinstance(sources, CommentedSeq):
+        return []
+    first_line: dict[str, int] = {}
+    problems = []
+    for i, entry in enumerate(sources):
+        if not isinstance(entry, CommentedMap) or not isinstance(entry.get("id"), str):
+            continue
+        line = entry.lc.key("id")[0] + 1
+        if entry["id"] in first_line:
+            msg = f"duplicate source id {entry['id']!r} (first used on line {first_line[entry['id']]})"
+            problems.append(Problem(file, line, f"sources[{i}].id", msg))
+        else:
+            first_line[entry["id"]] = line
+    return problems
+
+
+def _problem(data: CommentedMap, file: str, err: Any) -> Problem:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    line = _line_of(data, loc)
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+    key = _with_id(data, loc, key)
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and indentation)"
+    return Problem(file, line, key, message)
+
+
+def _with_id(data: Any, loc: list, key: str) -> str:
+    """`sources[3].interval` -> `sources[3] (tass-en).interval`, to be findable by eye."""
+    if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+        try:
+            source_id = data["sources"][loc[1]].get("id")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return key
+        if source_id:
+            return key.replace(f"sources[{loc[1]}]", f"sources[{loc[1]}] ({source_id})", 1)
+    return key
+
+
+def _line_of(data: Any, loc: list) -> int | None:
+    """The 1-based line of the deepest key on `loc` that exists in the YAML document."""
+    node, line = data, None
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line = node.lc.key(part)[0] + 1
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                line = node.lc.item(part)[0] + 1
+            else:
+                break
+            node = node[part]
+        except (AttributeError, KeyError, TypeError):
+            break
+    return line
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            out.append(p)
+    return out

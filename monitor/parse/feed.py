@@ -1,0 +1,100 @@
+"""RSS 0.9x/1.0/2.0 and Atom through feedparser, accepting recoverable ("bozo") feeds."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import feedparser
+
+from monitor.botcheck import challenge_name, looks_like_html
+from monitor.config import Source
+from monitor.errors import Blocked, ParseError
+from monitor.models import Fetched, Item, Parsed
+from monitor.normalise import (
+    MAX_SUMMARY,
+    canonical_url,
+    content_hash,
+    fold,
+    from_struct,
+    plain_text,
+    primary_lang,
+    repair,
+)
+
+# feedparser reads RSS under the userland namespace only when it is spelled with http://
+_USERLAND_HTTPS = re.compile(rb"xmlns=([\"'])https://backend\.userland\.com/rss2\1")
+
+
+def parse_feed(fetched: Fetched, source: Source) -> Parsed:
+    body = _USERLAND_HTTPS.sub(rb'xmlns="http://backend.userland.com/rss2"', fetched.body[:4096], 1)
+    body += fetched.body[4096:]
+    if looks_like_html(body):
+        raise _html_instead_of_feed(body)
+    headers = {"content-type": fetched.content_type or "application/xml", "content-location": fetched.url}
+    feed = feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    if not feed.get("version") and not feed.entries:
+        reason = feed.get("bozo_exception") or "no RSS, Atom or RDF elements found"
+        raise ParseError(f"not a feed: {reason}")
+    feed_lang = primary_lang(feed.feed.get("language")) or primary_lang(source.lang)
+    items = _unique(_item(entry, source, fetched.url, feed_lang) for entry in feed.entries)
+    warning = f"recoverable feed damage: {feed.bozo_exception}" if feed.get("bozo") else None
+    return Parsed(tuple(items), warning)
+
+
+def _item(entry: Any, source: Source, base: str, feed_lang: str | None) -> Item | None:
+    url = canonical_url(entry.get("link"), base)
+    guid = fold(entry.get("id") or "") or url
+    if not guid:
+        return None  # nothing stable to recognise it by next time
+    summary = _text(_longest_body(entry))[:MAX_SUMMARY]
+    title = _text(entry.get("title_detail")) or summary[:120] or "(untitled)"
+    lang = primary_lang(entry.get("language")) or _detail_lang(entry) or feed_lang
+    published = from_struct(entry.get("published_parsed") or entry.get("updated_parsed"))
+    return Item(source.id, guid, url, title, summary, published, lang, content_hash(title, summary))
+
+
+def _longest_body(entry: Any) -> Any:
+    candidates = [entry.get("summary_detail"), *(entry.get("content") or [])]
+    candidates = [c for c in candidates if c and c.get("value")]
+    return max(candidates, key=lambda c: len(c["value"]), default=None)
+
+
+def _text(detail: Any) -> str:
+    """Plain text of a feedparser detail dict: markup stripped only where the feed says it is HTML."""
+    if not detail or not detail.get("value"):
+        return ""
+    if detail.get("type") in ("text/html", "application/xhtml+xml"):
+        return plain_text(detail["value"])
+    return repair(fold(detail["value"]))
+
+
+def _detail_lang(entry: Any) -> str | None:
+    for key in ("title_detail", "summary_detail"):
+        lang = primary_lang((entry.get(key) or {}).get("language"))
+        if lang:
+            return lang
+    return None
+
+
+def _unique(items: Any) -> list[Item]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item is not None and item.guid not in seen:
+            seen.add(item.guid)
+            out.append(item)
+    return out
+
+
+def _html_instead_of_feed(body: bytes) -> Exception:
+    check = challenge_name(body)
+    if check:
+        return Blocked(f"blocked by bot check ({check}): an HTML page came instead of the feed")
+    alternate = re.search(rb"<link[^>]+type=[\"']application/(?:rss|atom)\+xml[\"'][^>]*>", body[:200_000], re.I)
+    hint = "set `kind: html` with `selectors`, or use the site's feed address"
+    if alternate:
+        href = re.search(rb"href=[\"']([^\"']+)", alternate.group(0))
+        if href:
+            hint = f"the page names a feed at {href.group(1).decode('utf-8', 'replace')}"
+    return ParseError(f"not a feed: the server sent an HTML page ({hint})")

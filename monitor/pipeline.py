@@ -1,0 +1,127 @@
+"""The cycle for one source, top to bottom: fetch -> parse -> match -> store.
+
+`poll_source` never raises for a source's own failure: it records it and returns the outcome, so
+one broken source never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from monitor.analyse import Analyser
+from monitor.config import Config, Source
+from monitor.errors import RateLimited, SourceError, StoreError
+from monitor.fetch import Fetcher
+from monitor.models import PollOutcome, utcnow
+from monitor.parse import parse
+from monitor.store import PollRecord, SourceState, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Poller:
+    """What every poll in one process shares: configuration, store, rules, HTTP client."""
+
+    config: Config
+    store: Store
+    analyser: Analyser
+    fetcher: Fetcher
+    rng: random.Random = field(default_factory=random.Random)
+
+    async def poll_source(self, source: Source) -> PollOutcome:
+        state = self.store.source_state(source.id)
+        now = utcnow()
+        try:
+            fetched = await self.fetcher.fetch(source, state.validators)
+            if fetched.not_modified:
+                return self._record(source, state, now, PollOutcome(source.id, "unchanged", http_status=304))
+            parsed = await asyncio.to_thread(parse, fetched, source)
+            known = self.store.known_hashes(source.id, [i.guid for i in parsed.items])
+            fresh = [i for i in parsed.items if known.get(i.guid) != i.content_hash]
+            analyses = await asyncio.to_thread(self.analyser.analyse, fresh, source)
+            outcome = PollOutcome(source.id, "ok", seen_items=len(parsed.items), warning=parsed.warning,
+                                  http_status=fetched.status)
+            record = PollRecord(outcome, source.url, now, self._next_due(source, now, 0),
+                                fetched.validators, fresh, analyses)
+            new, changed = self.store.save_poll(record)
+            outcome = PollOutcome(source.id, "ok", new, changed, len(parsed.items), None, parsed.warning,
+                                  fetched.status)
+        except SourceError as e:
+            status = getattr(e, "http_status", None)
+            outcome = PollOutcome(source.id, e.status, error=str(e), http_status=status)
+            return self._record(source, state, now, outcome, e)
+        except (StoreError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # a bug or a library surprise: recorded for this source, never fatal
+            log.exception("%s: unexpected error", source.id)
+            error = SourceError(f"unexpected error ({type(e).__name__}: {e}); please report it")
+            return self._record(source, state, now, PollOutcome(source.id, "failing", error=str(error)), error)
+        log.info("%s: %d new, %d changed, %d in feed", source.id, outcome.new_items, outcome.changed_items,
+                 outcome.seen_items)
+        return outcome
+
+    def _record(self, source: Source, state: SourceState, now: datetime, outcome: PollOutcome,
+                error: SourceError | None = None) -> PollOutcome:
+        failures = state.consecutive_failures + 1 if error else 0
+        next_due = self._next_due(source, now, failures, getattr(error, "retry_after", None))
+        self.store.save_poll(PollRecord(outcome, source.url, now, next_due))
+        if error:
+            log.warning("%s: %s", source.id, redact(str(error)))
+        return outcome
+
+    def _next_due(self, source: Source, now: datetime, failures: int, retry_after: float | None = None) -> datetime:
+        """Interval plus jitter; after failures, exponential back-off up to max_backoff."""
+        wait = source.interval * 2 ** min(failures - 1, 16) if failures else source.interval
+        wait = min(wait, max(self.config.settings.max_backoff, source.interval))
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        jitter = self.rng.uniform(0, min(wait * 0.1, 300))
+        return now + timedelta(seconds=wait + jitter)
+
+
+async def poll_many(poller: Poller, sources: Sequence[Source], on_done: Callable[[PollOutcome], None] | None = None,
+                    stop: asyncio.Event | None = None, grace: float = 5.0) -> list[PollOutcome]:
+    """Poll `sources` concurrently (bounded by the fetcher); stop early when `stop` is set."""
+
+    async def one(source: Source) -> PollOutcome:
+        outcome = await poller.poll_source(source)
+        if on_done:
+            on_done(outcome)
+        return outcome
+
+    tasks = [asyncio.create_task(one(s)) for s in sources]
+    if stop is None:
+        return list(await asyncio.gather(*tasks))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    while not stopper.done() and not all(t.done() for t in tasks):
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    await drain(tasks, grace)
+    return [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
+
+
+async def drain(tasks: Sequence[asyncio.Task], grace: float) -> None:
+    """Let in-flight polls finish for `grace` seconds, then cancel the rest (they stay due)."""
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+def redact(text: str) -> str:
+    """Hide credentials written into URLs (https://user:secret@host) before they reach a log."""
+    import re
+
+    return re.sub(r"(\w+://)[^/\s:@]+:[^/\s@]+@", r"\1***:***@", text)
+
+
+__all__ = ["Poller", "RateLimited", "poll_many", "redact"]
