@@ -272,3 +272,6 @@ def main() -> None:
 
 
 __all__ = ["Path", "cli", "main"]
+
+
+# -- commands defined in other modules register themselves on `cli` here (one import line each) --

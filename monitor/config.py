@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from monitor.config_delivery import SmtpSettings, Subscription
 from monitor.errors import ConfigError, Problem
 
 USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
@@ -129,12 +130,39 @@ class Settings(_Strict):
     failure_alert_after: int = Field(default=3, ge=1)
 
 
+class RuleSpec(_Strict):
+    """A watch rule as written in sources.yaml; see monitor/match.py for the term language."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
+    topic: str = "custom"
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    near: int | None = Field(default=None, ge=1, le=1000)
+    fields: tuple[Literal["title", "text"], ...] = ("title", "text")
+    sources: tuple[str, ...] = ()
+    source_tags: dict[str, Text] = {}
+    tags: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> RuleSpec:
+        if not (self.any or self.all):
+            raise ValueError("a rule needs `any` or `all` terms")
+        return self
+
+
 class Config(_Strict):
     """The whole validated configuration. `path` is the file it came from."""
 
     path: str = "sources.yaml"
     settings: Settings = Settings()
     sources: tuple[Source, ...] = ()
+    rule_packs: tuple[Literal["builtin"], ...] = ("builtin",)
+    rules: tuple[RuleSpec, ...] = ()
+    smtp: SmtpSettings | None = None
+    subscriptions: tuple[Subscription, ...] = ()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

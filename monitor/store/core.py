@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from monitor.errors import AlreadyRunning, CorruptDatabase, NotOurDatabase, QueryError, StoreError
-from monitor.migrations import APPLICATION_ID, MIGRATIONS
+from monitor.store.migrations import APPLICATION_ID, MIGRATIONS
 from monitor.models import Item, PollOutcome, Validators, iso
 
 SCHEMA_VERSION = len(MIGRATIONS)
