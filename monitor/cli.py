@@ -141,10 +141,10 @@ def run(obj: Context) -> None:
     from monitor.schedule import Service, stop_on_signals
     from monitor.store import run_lock
 
+    stop = stop_on_signals()
     config = obj.config
     analyser = build_analyser(config)
     with run_lock(obj.db_path), obj.store() as store:
-        stop = stop_on_signals()
         Service(config, store, analyser).serve_forever(stop)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import ftfy
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, NavigableString, Script, Stylesheet
 
 TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|yclid|msclkid|mc_cid|mc_eid|_ga|_gl|igshid|at_\w+)$", re.I)
 _SPACE = re.compile(r"\s+")
@@ -44,16 +44,30 @@ def repair(text: str) -> str:
     return ftfy.fix_encoding(text) if _MOJIBAKE.search(text) else text
 
 
-def plain_text(markup: str) -> str:
-    """HTML -> plain text: tags dropped (script and style with their content), entities decoded."""
+_BLOCKS = ["p", "div", "br", "li", "ul", "ol", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+           "blockquote", "section", "article", "header", "footer", "table", "hr", "pre", "figure", "figcaption"]
+
+
+def plain_text(markup: str, keep_code: bool = False) -> str:
+    """HTML -> plain text: tags dropped, entities decoded, block elements kept apart by a space.
+
+    Script and style contents are dropped from bodies; in a title (`keep_code`) their text is kept
+    as plain text, so a hostile title is shown harmlessly rather than lost.
+    """
     if "<" not in markup and "&" not in markup:
         return repair(fold(markup))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         soup = BeautifulSoup(markup, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    return repair(fold(soup.get_text(" ")))
+        if keep_code:
+            tag.replace_with(NavigableString(tag.get_text(types=(Script, Stylesheet, NavigableString))))
+        else:
+            tag.decompose()
+    for tag in soup(_BLOCKS):
+        tag.insert_before(" ")
+        tag.insert_after(" ")
+    return repair(fold(soup.get_text()))
 
 
 def primary_lang(tag: str | None) -> str | None:

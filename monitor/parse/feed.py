@@ -23,6 +23,8 @@ from monitor.normalise import (
 )
 
 # feedparser reads RSS under the userland namespace only when it is spelled with http://
+# an & that starts none of XML's five entities or a character reference (HTML's &nbsp; included)
+_BARE_AMP = re.compile(rb"&(?!#[0-9]+;|#x[0-9a-fA-F]+;|(?:amp|lt|gt|quot|apos);)")
 _USERLAND_HTTPS = re.compile(rb"xmlns=([\"'])https://backend\.userland\.com/rss2\1")
 
 
@@ -33,6 +35,12 @@ def parse_feed(fetched: Fetched, source: Source) -> Parsed:
         raise _html_instead_of_feed(body)
     headers = {"content-type": fetched.content_type or "application/xml", "content-location": fetched.url}
     feed = feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    if feed.get("bozo") and _BARE_AMP.search(body):
+        # lenient parsing reads a bare "&lang=en" in a link as an old HTML entity; escape and retry
+        repaired = feedparser.parse(_BARE_AMP.sub(b"&amp;", body), response_headers=headers, sanitize_html=False)
+        if not repaired.get("bozo"):
+            repaired["bozo"], repaired["bozo_exception"] = 1, "unescaped '&' in the XML (repaired)"
+            feed = repaired
     if not feed.get("version") and not feed.entries:
         reason = feed.get("bozo_exception") or "no RSS, Atom or RDF elements found"
         raise ParseError(f"not a feed: {reason}")
@@ -48,10 +56,20 @@ def _item(entry: Any, source: Source, base: str, feed_lang: str | None) -> Item 
     if not guid:
         return None  # nothing stable to recognise it by next time
     summary = _text(_longest_body(entry))[:MAX_SUMMARY]
-    title = _text(entry.get("title_detail")) or summary[:120] or "(untitled)"
+    title = _title(entry.get("title_detail")) or summary[:120] or "(untitled)"
     lang = primary_lang(entry.get("language")) or _detail_lang(entry) or feed_lang
-    published = from_struct(entry.get("published_parsed") or entry.get("updated_parsed"))
+    published = from_struct(_first(entry, "published_parsed", "updated_parsed"))
     return Item(source.id, guid, url, title, summary, published, lang, content_hash(title, summary))
+
+
+def _first(entry: Any, *keys: str) -> Any:
+    # `in` first: reading a missing updated_parsed makes feedparser warn about a legacy alias
+    return next((entry[k] for k in keys if k in entry and entry[k]), None)
+
+
+def _title(detail: Any) -> str:
+    """Titles are read as HTML whatever their declared type: feeds put escaped markup in them."""
+    return plain_text(detail["value"], keep_code=True) if detail and detail.get("value") else ""
 
 
 def _longest_body(entry: Any) -> Any:

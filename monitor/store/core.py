@@ -246,9 +246,9 @@ class Store:
             for row in cursor:
                 yield _output_row(dict(zip(columns, row, strict=True)))
         except sqlite3.OperationalError as e:
-            if "fts5" in str(e) or "syntax error" in str(e) or "no such column" in str(e):
-                raise QueryError(_query_hint(query.text, e)) from None
-            raise
+            if query.text and not any(w in str(e) for w in ("locked", "disk", "readonly", "memory")):
+                raise QueryError(_query_hint(query.text, e)) from None  # FTS5's own syntax errors
+            raise _as_store_error(e, self.path) from None
 
     def count_items(self) -> int:
         return self.db.conn.execute("SELECT count(*) FROM items").fetchone()[0]
@@ -422,20 +422,22 @@ def _refuse_foreign(path: Path) -> None:
             f"{path} is not an SQLite database (damaged, or some other file): refusing to touch it; "
             "move it away or point --db at another path"
         )
-    app_id = int.from_bytes(header[68:72], "big")
-    user_version = int.from_bytes(header[60:64], "big")
-    if app_id != APPLICATION_ID and (app_id != 0 or user_version != 0 or _has_tables(path)):
+    app_id, user_version, tables = _identity(path)
+    if app_id != APPLICATION_ID and (app_id != 0 or user_version != 0 or tables):
         raise NotOurDatabase(
             f"{path} is an SQLite database of another program (application_id {app_id}): refusing to "
             "touch it; point --db at another path"
         )
 
 
-def _has_tables(path: Path) -> bool:
+def _identity(path: Path) -> tuple[int, int, int]:
+    """application_id, user_version and table count, read through SQLite (the WAL may hold them)."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
-            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+            return (conn.execute("PRAGMA application_id").fetchone()[0],
+                    conn.execute("PRAGMA user_version").fetchone()[0],
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:

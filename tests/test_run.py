@@ -1,0 +1,65 @@
+"""`diplowatch run` as the container runs it: a real process, SIGTERM, a second instance, restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import DATA, REPO, FeedFarm, run_cli, wait_until, write_config
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "monitor", *args, "run"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _health(args: list[str]) -> dict[str, dict]:
+    result = run_cli(*args, "sources", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    return {row["id"]: row for row in map(json.loads, out)}
+
+
+def test_run_polls_on_schedule_refuses_a_twin_and_stops_on_sigterm(tmp_path: Path, farm: FeedFarm) -> None:
+    url = farm.add("/state.xml", (DATA / "feeds" / "rss20_plain_state.xml").read_bytes())
+    slow = farm.add("/slow.xml", (DATA / "feeds" / "rss_zh_mfa.xml").read_bytes())
+    config = write_config(tmp_path / "sources.yaml", [{"id": "state", "url": url, "interval": "1s"},
+                                                      {"id": "mfa", "url": slow, "interval": "1h"}],
+                          settings={"tick": "0.2s"})
+    args = ["--config", str(config), "--db", str(tmp_path / "dw.db")]
+    service = _start(args)
+    try:
+        wait_until(lambda: farm.hits.get("/state.xml", 0) >= 3, timeout=30)  # polled again and again
+        assert farm.hits.get("/slow.xml") == 1  # an hourly source is polled once, not every tick
+        twin = run_cli(*args, "run", timeout=30)
+        assert twin.returncode == 1 and "already using" in twin.stderr
+        assert _health(args)["state"]["status"] == "ok"
+        started = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=15) == 0
+        assert time.monotonic() - started < 8
+    finally:
+        if service.poll() is None:
+            service.kill()
+        service.communicate()
+    assert farm.not_modified >= 2  # re-polls of an unchanged feed were 304s
+
+    # a restart picks up where it left off: the hourly source is not due again
+    hits_before = farm.hits["/slow.xml"]
+    again = _start(args)
+    try:
+        lock = tmp_path / "dw.db.lock"
+        wait_until(lambda: lock.read_text().strip() == str(again.pid), timeout=20)  # it holds the database
+        polls = farm.hits["/state.xml"]
+        wait_until(lambda: farm.hits["/state.xml"] > polls, timeout=20)  # and polls the due source
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=15) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+        again.communicate()
+    assert farm.hits["/slow.xml"] == hits_before
