@@ -178,7 +178,8 @@ def load_config(path: str | Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(str(path), None, "", "file not found (set --config or DIPLOWATCH_CONFIG)")]) from None
+        hint = "file not found (set --config or DIPLOWATCH_CONFIG)"
+        raise ConfigError([Problem(str(path), None, "", hint)]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([Problem(str(path), None, "", f"cannot read: {e}")]) from None
     data = _read_yaml(text, str(path))
@@ -204,9 +205,7 @@ def _read_yaml(text: str, file: str) -> CommentedMap:
 
 
 def _check_size(data: Any, file: str) -> None:
-    count = 0
-    for _ in _walk(data):
-        count += 1
+    for count, _ in enumerate(_walk(data), start=1):
         if count > MAX_YAML_NODES:
             msg = f"more than {MAX_YAML_NODES} values (a YAML alias bomb?): refusing to expand it"
             raise ConfigError([Problem(file, None, "", msg)])

@@ -12,6 +12,7 @@ import zlib
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,7 +51,9 @@ class Fetcher:
     async def __aenter__(self) -> Fetcher:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self._client.aclose()
 
     async def fetch(self, source: Source, validators: Validators) -> Fetched:
@@ -112,7 +115,9 @@ async def read_capped(response: httpx.Response, cap: int, cut_ok: bool = False) 
 class _Inflater:
     """Incremental gzip/deflate decoding with an output limit per call."""
 
-    _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+    _WBITS: ClassVar[dict[str, int]] = {
+        "gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS
+    }
 
     def __init__(self, encoding: str):
         encoding = encoding.strip().lower()

@@ -16,7 +16,11 @@ from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, NavigableString, S
 
 TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|dclid|yclid|msclkid|mc_cid|mc_eid|_ga|_gl|igshid|at_\w+)$", re.I)
 _SPACE = re.compile(r"\s+")
-_MOJIBAKE = re.compile("[ÃÂÐÑâ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
+# a UTF-8 lead byte read as Latin-1/cp1252, followed by what a continuation byte becomes
+_MOJIBAKE = re.compile(
+    "[ÃÂÐÑâ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e"
+    "\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_SUMMARY = 20_000
 

@@ -52,5 +52,5 @@ def test_bundled_sources_yaml_is_valid_and_rich() -> None:
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nothere.yaml: file not found"):
+    with pytest.raises(ConfigError, match=r"nothere\.yaml: file not found"):
         load_config(tmp_path / "nothere.yaml")

@@ -21,17 +21,18 @@ from monitor.models import Fetched, Validators
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
 
 
-def fetch(url: str, validators: Validators = Validators(), **settings: object) -> Fetched:
+def fetch(url: str, validators: Validators | None = None, **settings: object) -> Fetched:
     async def go() -> Fetched:
         async with Fetcher(Settings(**{"read_timeout": 2, "connect_timeout": 2, **settings})) as fetcher:
-            return await fetcher.fetch(Source(id="s", url=url), validators)
+            return await fetcher.fetch(Source(id="s", url=url), validators or Validators())
 
     return asyncio.run(go())
 
 
 def test_sends_user_agent_and_reads_validators(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/feed", headers={"User-Agent": Settings().user_agent}).respond_with_data(
-        FEED, content_type="application/rss+xml", headers={"ETag": '"v1"', "Last-Modified": "Sat, 21 Nov 2026 10:00:00 GMT"})
+        FEED, content_type="application/rss+xml",
+        headers={"ETag": '"v1"', "Last-Modified": "Sat, 21 Nov 2026 10:00:00 GMT"})
     got = fetch(httpserver.url_for("/feed"))
     assert got.status == 200 and got.body == FEED
     assert got.validators == Validators('"v1"', "Sat, 21 Nov 2026 10:00:00 GMT")
@@ -155,7 +156,7 @@ def silent_server() -> Iterator[str]:
 
 
 def test_server_that_never_answers_times_out(silent_server: str) -> None:
-    with pytest.raises(FetchError, match="read timeout|too slow"):
+    with pytest.raises(FetchError, match=r"read timeout|too slow"):
         fetch(silent_server, read_timeout=0.5)
 
 

@@ -136,8 +136,7 @@ def test_reopening_keeps_data(tmp_path: Path) -> None:
 
 def test_run_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     db = tmp_path / "dw.db"
-    with run_lock(db):
-        with pytest.raises(AlreadyRunning, match="already using"), run_lock(db):
-            pass
+    with run_lock(db), pytest.raises(AlreadyRunning, match="already using"), run_lock(db):
+        pass
     with run_lock(db):  # released on exit
         pass

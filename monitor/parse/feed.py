@@ -64,7 +64,7 @@ def _item(entry: Any, source: Source, base: str, feed_lang: str | None) -> Item 
 
 def _first(entry: Any, *keys: str) -> Any:
     # `in` first: reading a missing updated_parsed makes feedparser warn about a legacy alias
-    return next((entry[k] for k in keys if k in entry and entry[k]), None)
+    return next((entry[k] for k in keys if entry.get(k)), None)
 
 
 def _title(detail: Any) -> str:

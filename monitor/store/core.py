@@ -22,8 +22,8 @@ from typing import Any
 import sqlite_utils
 
 from monitor.errors import AlreadyRunning, CorruptDatabase, NotOurDatabase, QueryError, StoreError
-from monitor.store.migrations import APPLICATION_ID, MIGRATIONS
 from monitor.models import Item, PollOutcome, Validators, iso
+from monitor.store.migrations import APPLICATION_ID, MIGRATIONS
 
 SCHEMA_VERSION = len(MIGRATIONS)
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\u3040-\u30ff\U00020000-\U0002fa1f]+")
@@ -41,7 +41,7 @@ class Analysis:
 
 @dataclass(frozen=True)
 class SourceState:
-    validators: Validators = Validators()
+    validators: Validators = field(default_factory=Validators)
     consecutive_failures: int = 0
     next_due: str | None = None
     status: str = "never polled"
