@@ -63,8 +63,8 @@ def _item(entry: Any, source: Source, base: str, feed_lang: str | None) -> Item 
 
 
 def _first(entry: Any, *keys: str) -> Any:
-    # `in` first: reading a missing updated_parsed makes feedparser warn about a legacy alias
-    return next((entry[k] for k in keys if entry.get(k)), None)
+    # plain dict access: feedparser's own look-up maps a missing updated_parsed to published_parsed, with a warning
+    return next((dict.get(entry, k) for k in keys if dict.get(entry, k)), None)
 
 
 def _title(detail: Any) -> str:
