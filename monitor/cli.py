@@ -24,7 +24,7 @@ from monitor.analyse import Analyser, build_analyser
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, DiplowatchError
 from monitor.fetch import Fetcher
-from monitor.models import PollOutcome
+from monitor.models import PollOutcome, utcnow
 from monitor.pipeline import Poller, poll_many, redact
 from monitor.store import SearchQuery, Store
 
@@ -148,23 +148,110 @@ def run(obj: Context) -> None:
         Service(config, store, analyser).serve_forever(stop)
 
 
+def search_filters(command: Callable) -> Callable:
+    """The filters shared by `search` and `export`."""
+    options = [
+        click.argument("query", nargs=-1),
+        click.option("--source", "sources", multiple=True, help="Only items of this source id (repeatable)."),
+        click.option("--rule", "rules", multiple=True, help="Only items this rule matched (repeatable)."),
+        click.option("--topic", "topics", multiple=True, help="Only items matched under this topic (repeatable)."),
+        click.option("--country", "countries", multiple=True, help="Only items naming this ISO 3166 country (RU...)."),
+        click.option("--org", "orgs", multiple=True, help="Only items naming this organisation (OEWG, BRICS...)."),
+        click.option("--type", "doc_types", multiple=True,
+                     help="Only this document type: statement, joint-statement, resolution, press-briefing, "
+                          "interview, speech, agreement, news-report."),
+        click.option("--lang", "langs", multiple=True, help="Only items in this language (ISO 639-1)."),
+        click.option("--matched", is_flag=True, help="Only items that matched a rule."),
+        click.option("--since", help="Only items published on or after this date (YYYY-MM-DD or ISO 8601)."),
+        click.option("--until", help="Only items published before this date."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _query(query: tuple[str, ...], since: str | None, until: str | None, limit: int | None = None,
+           **filters: Any) -> SearchQuery:
+    return SearchQuery(text=" ".join(query) or None, since=_date_option(since, "--since"),
+                       until=_date_option(until, "--until"), limit=limit, **filters)
+
+
 @cli.command()
-@click.argument("query", nargs=-1)
+@search_filters
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default=None,
               help="Output format [default: table on a terminal, else jsonl].")
-@click.option("--source", "sources", multiple=True, help="Only items of this source id (repeatable).")
-@click.option("--since", help="Only items published on or after this date (YYYY-MM-DD or ISO 8601).")
-@click.option("--until", help="Only items published before this date.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N items.")
 @click.pass_obj
-def search(obj: Context, query: tuple[str, ...], fmt: str | None, sources: tuple[str, ...], since: str | None,
-           until: str | None, limit: int | None) -> None:
+def search(obj: Context, fmt: str | None, **filters: Any) -> None:
     """Search stored items: words, "phrases", AND/OR/NOT, prefix*; newest first."""
-    q = SearchQuery(text=" ".join(query) or None, sources=sources, since=_date_option(since, "--since"),
-                    until=_date_option(until, "--until"), limit=limit)
     with obj.store(readonly=True) as store:
-        rows = list(store.search(q))  # read fully so a query error is reported before any output
-        _emit(rows, fmt or ("table" if sys.stdout.isatty() else "jsonl"), _ITEM_TABLE)
+        _emit(store.search(_query(**filters)), fmt or ("table" if sys.stdout.isatty() else "jsonl"), _ITEM_TABLE)
+
+
+@cli.command()
+@search_filters
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.pass_obj
+def export(obj: Context, fmt: str, **filters: Any) -> None:
+    """Stream every stored item matching the filters (any size; nothing held in memory)."""
+    with obj.store(readonly=True) as store:
+        _emit(store.search(_query(**filters)), fmt, _ITEM_TABLE)
+
+
+@cli.group()
+def rules() -> None:
+    """Watch rules: try them on a text."""
+
+
+@rules.command("test")
+@click.argument("text", required=False)
+@click.option("--file", "file", type=click.File("r", encoding="utf-8"), help="Read the text from a file (- for stdin).")
+@click.option("--url", help="Fetch this page or feed and test each item.")
+@click.option("--title", default="", help="A title to test with the text.")
+@click.option("--lang", help="The text's language (ISO 639-1), for rules limited to languages.")
+@click.option("--source", "source_id", default="", help="Pretend the text came from this source (for scoped rules).")
+@click.pass_obj
+def rules_test(obj: Context, text: str | None, file: Any, url: str | None, title: str, lang: str | None,
+               source_id: str) -> None:
+    """Print which rules fire on a text, and why (the terms and where they stand)."""
+    from monitor.explain import explain_lines, fetch_documents
+
+    config = obj.config
+    analyser = build_analyser(config)
+    source = config.source(source_id)
+    tags = source.tag_pairs() if source else ()
+    if url:
+        documents = asyncio.run(fetch_documents(config, url))
+    elif file is not None or text is not None:
+        documents = [(title, file.read() if file is not None else text or "", lang)]
+    else:
+        raise click.UsageError("give a TEXT, --file or --url")
+    fired = 0
+    for doc_title, doc_text, doc_lang in documents:
+        analysis = analyser.analyse_text(doc_title, doc_text, doc_lang, source_id, tags)
+        fired += bool(analysis.matches)
+        for line in explain_lines(doc_title, doc_text, analysis, color=sys.stdout.isatty()):
+            click.echo(line)
+    click.echo(f"{fired} of {len(documents)} text(s) matched; {analyser.rule_count} rules loaded")
+
+
+@cli.command()
+@click.option("--since", help="Only items published on or after this date.")
+@click.pass_obj
+def rematch(obj: Context, since: str | None) -> None:
+    """Run the current rules over stored history (after a rule changes)."""
+    config = obj.config
+    analyser = build_analyser(config)
+    tags = {s.id: s.tag_pairs() for s in config.sources}
+    done = matched = 0
+    with obj.store() as store:
+        for batch in store.item_batches(_date_option(since, "--since")):
+            analyses = [(row["id"], analyser.analyse_text(row["title"], row["summary"], row["lang"], row["source"],
+                                                          tags.get(row["source"], ()))) for row in batch]
+            store.save_analyses(analyses, utcnow())
+            done += len(analyses)
+            matched += sum(bool(a.matches) for _, a in analyses)
+    click.echo(f"re-matched {done} items: {matched} match a rule")
 
 
 @cli.command()
@@ -275,3 +362,5 @@ __all__ = ["Path", "cli", "main"]
 
 
 # -- commands defined in other modules register themselves on `cli` here (one import line each) --
+from monitor import cli_digest  # noqa: E402,F401,I001
+from monitor import cli_web  # noqa: E402,F401

@@ -228,9 +228,25 @@ def _validate(data: CommentedMap, file: str) -> Config:
         config = Config.model_validate({**data, "path": file})
     except ValidationError as e:
         problems += [_problem(data, file, err) for err in e.errors()]
+    else:
+        problems += _rule_problems(data, file, config)
     if problems:
         raise ConfigError(_dedupe(problems))
     return config
+
+
+def _rule_problems(data: CommentedMap, file: str, config: Config) -> list[Problem]:
+    """Compile each of the user's rules once, so a bad term stops start-up with its line."""
+    from monitor.analyse import watch_rule  # the rule engine depends on nothing here
+    from monitor.match import RuleError, compile_rules
+
+    problems = []
+    for i, spec in enumerate(config.rules):
+        try:
+            compile_rules([watch_rule(spec)])
+        except RuleError as e:
+            problems.append(Problem(file, _line_of(data, ["rules", i]), f"rules[{i}] ({spec.name})", str(e)))
+    return problems
 
 
 def _duplicate_ids(data: CommentedMap, file: str) -> list[Problem]:

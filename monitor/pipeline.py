@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.analyse import Analyser
 from monitor.config import Config, Source
-from monitor.errors import RateLimited, SourceError, StoreError
+from monitor.errors import SourceError, StoreError
 from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utcnow
 from monitor.parse import parse
@@ -50,8 +51,7 @@ class Poller:
             record = PollRecord(outcome, source.url, now, self._next_due(source, now, 0),
                                 fetched.validators, fresh, analyses)
             new, changed = self.store.save_poll(record)
-            outcome = PollOutcome(source.id, "ok", new, changed, len(parsed.items), None, parsed.warning,
-                                  fetched.status)
+            outcome = replace(outcome, new_items=new, changed_items=changed)
         except SourceError as e:
             status = getattr(e, "http_status", None)
             outcome = PollOutcome(source.id, e.status, error=str(e), http_status=status)
@@ -119,9 +119,5 @@ async def drain(tasks: Sequence[asyncio.Task], grace: float) -> None:
 
 def redact(text: str) -> str:
     """Hide credentials written into URLs (https://user:secret@host) before they reach a log."""
-    import re
-
     return re.sub(r"(\w+://)[^/\s:@]+:[^/\s@]+@", r"\1***:***@", text)
 
-
-__all__ = ["Poller", "RateLimited", "poll_many", "redact"]

@@ -250,6 +250,32 @@ class Store:
                 raise QueryError(_query_hint(query.text, e)) from None  # FTS5's own syntax errors
             raise _as_store_error(e, self.path) from None
 
+    def item_batches(self, since: str | None = None, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Stored items in id order, `size` at a time (for re-running rules over history)."""
+        last = 0
+        while True:
+            sql = "SELECT id, source, title, summary, lang FROM items WHERE id > ?"
+            params: list[Any] = [last]
+            if since:
+                sql += " AND sort_time >= ?"
+                params.append(since)
+            rows = list(self.db.query(sql + " ORDER BY id LIMIT ?", [*params, size]))
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]["id"]
+
+    def save_analyses(self, analyses: Sequence[tuple[int, Analysis]], now: datetime) -> None:
+        """Replace the matches and entities of existing items, in one transaction."""
+        moment = iso(now)
+        with self.write() as conn:
+            for item_id, analysis in analyses:
+                conn.execute(
+                    "UPDATE items SET doc_type = ?, countries = ?, orgs = ? WHERE id = ?",
+                    (analysis.doc_type, _json(analysis.countries), _json(analysis.orgs), item_id),
+                )
+                _write_analysis(conn, item_id, analysis, moment)
+
     def count_items(self) -> int:
         return self.db.conn.execute("SELECT count(*) FROM items").fetchone()[0]
 
