@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -147,6 +148,11 @@ def fold(text: str) -> str:
     return "".join(fold_char(char) for char in text)
 
 
+def iter_tokens(text: str) -> Iterator[re.Match[str]]:
+    """The tokens of `text` as regex matches (the fast path for scanning)."""
+    return _TOKEN.finditer(text)
+
+
 def tokens(text: str) -> list[tuple[int, str]]:
     """(start, token) for each word, and for each character of a substring script."""
     return [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
@@ -168,13 +174,14 @@ class WordPositions:
 
     starts: tuple[int, ...]
     positions: tuple[float, ...]
+    length: float  # the text's length in words
 
     @classmethod
     def of(cls, text: str) -> WordPositions:
         found = tokens(text)
         weights = (SUBSTRING_CHAR_WEIGHT if is_substring_script(tok) else 1.0 for _, tok in found)
-        positions = tuple(accumulate(weights, initial=0.0))[:-1]
-        return cls(tuple(start for start, _ in found), positions)
+        positions = tuple(accumulate(weights, initial=0.0))
+        return cls(tuple(start for start, _ in found), positions[:-1], positions[-1])
 
     def first(self, offset: int) -> float:
         """Position of the word holding `offset` (or the last word before it)."""

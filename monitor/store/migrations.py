@@ -81,4 +81,66 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_initial,)
+def _v2_outbox(db: sqlite_utils.Database) -> None:
+    """Digests and their delivery: the transactional outbox (monitor/store/outbox.py)."""
+    _run(
+        db,
+        """
+        CREATE TABLE subscriptions (
+            name TEXT PRIMARY KEY,
+            first_seen TEXT NOT NULL,
+            last_run TEXT
+        );
+        CREATE TABLE digests (
+            id TEXT PRIMARY KEY,
+            subscription TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            payload TEXT,
+            pending_after INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt TEXT NOT NULL,
+            claimed_until TEXT,
+            claimed_by TEXT,
+            delivered_at TEXT,
+            last_error TEXT
+        );
+        CREATE INDEX digests_due ON digests (state, next_attempt);
+        CREATE UNIQUE INDEX digests_one_open ON digests (subscription, channel)
+            WHERE state = 'pending' AND kind = 'digest';
+        CREATE TABLE digest_items (
+            digest_id TEXT NOT NULL REFERENCES digests (id),
+            item_id INTEGER NOT NULL REFERENCES items (id),
+            PRIMARY KEY (digest_id, item_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX digest_items_item ON digest_items (item_id);
+        CREATE TABLE delivered (
+            subscription TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            item_id INTEGER NOT NULL REFERENCES items (id),
+            digest_id TEXT NOT NULL REFERENCES digests (id),
+            delivered_at TEXT NOT NULL,
+            PRIMARY KEY (subscription, channel, item_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE delivery_attempts (
+            id INTEGER PRIMARY KEY,
+            digest_id TEXT NOT NULL REFERENCES digests (id),
+            attempted_at TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX delivery_attempts_digest ON delivery_attempts (digest_id);
+        CREATE TABLE source_alerts (
+            source TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            raised_at TEXT NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX matches_matched_at ON matches (matched_at);
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_initial, _v2_outbox)

@@ -1,0 +1,597 @@
+"""Countries, organisations and document type named in an item's title and text.
+
+Reads only the bundled tables in monitor/entities_data/ (hand-reviewed YAML); it never touches the
+network or the store, and it never guesses beyond those tables.
+
+How matching works, in one place:
+- Text and aliases are normalised alike: NFKD, combining marks dropped (accents, Arabic vowel marks,
+  й -> и, ё -> е), Arabic letter variants unified, curly apostrophes straightened, ß -> ss, lower case.
+- An alias with no lower-case letter (UN, U.S., ООН, G20), or written with a leading "=" (=Quad),
+  must also match the original letter case; every other alias ignores case. A trailing "*" on a word
+  is a prefix wildcard (российск*). Spaces and hyphens inside an alias match any run of them.
+- Latin and Cyrillic aliases match whole words; Arabic aliases also accept the clitics و ف ب ل ك and
+  the article (للأمم, بالصين); Chinese aliases match as substrings.
+- All aliases of a table compile into one trie-shaped regular expression, so one left-to-right scan
+  finds at each place the longest alias ("Equatorial Guinea" before "Guinea", "中美洲" before "中美").
+  Blockers are aliases that name nothing ("Latin America", "Korean Peninsula") and so hide the country
+  word inside them.
+- Russian aliases are declined and German ones given their genitive by `_expand` (rules below).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+
+DATA_DIR = Path(__file__).with_name("entities_data")
+LANGUAGES = ("en", "ru", "fr", "es", "de", "zh", "ar")
+ORG_IDS = (
+    "UN", "UNGA", "UNSC", "OEWG", "GGE", "UNODC", "UNODA", "ITU", "IGF", "BRICS", "SCO", "CSTO", "CIS",
+    "ASEAN", "ARF", "AU", "EU", "EEAS", "NATO", "OSCE", "COE", "G7", "G20", "OAS", "GCC", "QUAD",
+    "INTERPOL", "ICANN", "WSIS", "APEC", "ECOWAS", "LAS",
+)  # fmt: skip
+DOC_TYPES = (
+    "statement", "joint-statement", "resolution", "press-briefing", "interview", "speech",
+    "agreement", "news-report",
+)  # fmt: skip
+DEFAULT_DOC_TYPE = "news-report"
+LEAD_CHARS = 300  # how much of the text is read for a doc type when the title has no cue
+NEAR_CHARS = 80  # how far `unless_near` looks on each side of a match
+
+Target = tuple[str, str]  # (kind, id): ("country", "RU"), ("org", "UN"), ("doc", "speech")
+
+
+class EntityDataError(ValueError):
+    """A bundled entity table is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Entities:
+    countries: tuple[str, ...]  # ISO 3166-1 alpha-2 (plus XK, Kosovo), sorted, unique
+    orgs: tuple[str, ...]  # ids from ORG_IDS, sorted, unique
+    doc_type: str  # one of DOC_TYPES
+
+
+@dataclass(frozen=True)
+class Alias:
+    """One way of writing a name in one language, and what it names."""
+
+    text: str  # as in the table, without the "=" marker
+    lang: str
+    targets: tuple[Target, ...]  # empty: a blocker that names nothing
+    exact_case: bool = False
+    strict_lang: bool = False  # only when the item's language is `lang` (German "Island")
+    person_name: bool = False  # also a first or last name (Chad, Jordan): check the neighbours
+    unless_near: tuple[str, ...] = ()  # normalised cue words; if one is near the match...
+    instead: tuple[Target, ...] = ()  # ...the match names these instead ("Atlanta, Georgia")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Everything read from entities_data/, immutable."""
+
+    names: tuple[Alias, ...]  # countries, organisations and their blockers
+    cues: tuple[Alias, ...]  # document-type cues and their blockers
+    signing: tuple[Alias, ...]  # words that say an agreement was signed or concluded
+    implies: tuple[tuple[str, tuple[str, ...]], ...]  # org -> orgs it belongs to (UNGA -> UN)
+    name_neighbours: tuple[frozenset[str], frozenset[str]]  # words allowed before / after a name
+
+
+# ---------------------------------------------------------------------------- normalisation
+
+_MARKS = re.compile(r"[\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
+_LETTERS = (("ى", "ي"), ("ی", "ي"), ("ة", "ه"), ("ک", "ك"), ("’", "'"), ("‘", "'"), ("ʼ", "'"),
+            ("`", "'"), ("ß", "ss"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Normalised:
+    plain: str  # accents dropped, case kept
+    folded: str  # the same, lower case, same length
+
+    def __getitem__(self, span: slice) -> Normalised:
+        return Normalised(self.plain[span], self.folded[span])
+
+
+def normalise(text: str) -> Normalised:
+    plain = _MARKS.sub("", unicodedata.normalize("NFKD", text))
+    for letter, replacement in _LETTERS:  # str.replace is much faster than translate() here
+        if letter in plain:
+            plain = plain.replace(letter, replacement)
+    folded = plain.lower()
+    if len(folded) != len(plain):  # a rare letter whose lower case is longer: keep it as is
+        folded = "".join(c if len(c.lower()) != 1 else c.lower() for c in plain)
+    return Normalised(plain, folded)
+
+
+# ------------------------------------------------------------------------- trie expressions
+
+_WILD, _SEP = "\0*", "\0-"
+_SEP_CHARS = r"\s\-‐‑‒–—"
+_ATOM_RE = {_WILD: r"\w*", _SEP: f"[{_SEP_CHARS}]+"}
+_ARTICLE = "ال"
+_CLITICS = {  # Arabic: what may be glued before an alias without / with the article
+    False: r"(?:[وف]?(?:[بلك]|[بك]?ال|لل)?)",
+    True: r"(?:[وف]?(?:[بك]?ال|لل))",
+}
+
+
+def _script(text: str) -> str:
+    first = next((c for c in text if c.isalpha()), "a")
+    if "\u0600" <= first <= "\u06ff":
+        return "arabic_article" if text.startswith(_ARTICLE) else "arabic"
+    if "\u2e80" <= first <= "\u9fff" or "\uac00" <= first <= "\ud7af" or "\uf900" <= first <= "\ufaff":
+        return "cjk"
+    return "word"
+
+
+def _atoms(folded: str) -> tuple[str, ...]:
+    parts = re.split(f"([{_SEP_CHARS}]+|\\*)", folded.strip())
+    atoms: list[str] = []
+    for part in parts:
+        if part == "*":
+            atoms.append(_WILD)
+        elif part and re.fullmatch(f"[{_SEP_CHARS}]+", part):
+            atoms.append(_SEP)
+        else:
+            atoms.extend(part)
+    return tuple(atoms)
+
+
+class _Node:
+    __slots__ = ("children", "aliases")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.aliases: list[Alias] = []  # aliases that end here (same text, maybe other languages)
+
+
+def _insert(root: _Node, atoms: tuple[str, ...], alias: Alias) -> _Node:
+    node = root
+    for atom in atoms:
+        node = node.children.setdefault(atom, _Node())
+    node.aliases.append(alias)
+    return node
+
+
+def _emit(node: _Node, end: str) -> str:
+    """The node as a regex: literal branches, then separator, then wildcard, then the end.
+
+    No capture groups: with thousands of them every match gets slow. `_walk` finds the alias.
+    """
+    literals = sorted(a for a in node.children if a not in (_SEP, _WILD))
+    branches = _bucketed([re.escape(a) + _emit(node.children[a], end) for a in literals], literals)
+    branches += [_ATOM_RE[a] + _emit(node.children[a], end) for a in (_SEP, _WILD) if a in node.children]
+    if node.aliases:
+        branches.append(end)
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
+_FANOUT = 16
+
+
+def _bucketed(branches: list[str], firsts: list[str]) -> list[str]:
+    """Many branches: group them behind a lookahead on their first characters.
+
+    The regex engine tries the branches of an alternation one by one; a root with a thousand Chinese
+    first characters would cost a thousand tries per character. Groups of about sqrt(n) cut that
+    to about 2 * sqrt(n). The literal branches start with distinct characters, so order is free.
+    """
+    if len(branches) <= _FANOUT:
+        return branches
+    size = max(_FANOUT, math.isqrt(len(branches)) + 1)
+    return [
+        "(?=[" + "".join(re.escape(c) for c in firsts[i : i + size]) + "])(?:"
+        + "|".join(branches[i : i + size]) + ")"
+        for i in range(0, len(branches), size)
+    ]  # fmt: skip
+
+
+def _walk(node: _Node, text: str, i: int = 0) -> _Node | None:
+    """The node where `text[i:]` ends, trying branches in the order the regex tries them."""
+    found = None
+    if i < len(text) and text[i] in node.children:
+        found = _walk(node.children[text[i]], text, i + 1)
+    if found is None and _SEP in node.children and (seps := _SEP_RUN.match(text, i)):
+        found = _walk(node.children[_SEP], text, seps.end())
+    if found is None and _WILD in node.children:
+        run = _WORD_RUN.match(text, i).end()  # type: ignore[union-attr]
+        found = next((f for j in range(run, i - 1, -1) if (f := _walk(node.children[_WILD], text, j))), None)
+    if found is None and i == len(text) and node.aliases:
+        found = node
+    return found
+
+
+_SEP_RUN = re.compile(f"[{_SEP_CHARS}]+")
+_WORD_RUN = re.compile(r"\w*")
+
+
+# ------------------------------------------------------------------------------- the matcher
+
+
+class Hit(NamedTuple):  # a NamedTuple: made for every match, and much cheaper than a dataclass
+    start: int
+    end: int
+    alias: Alias
+
+
+class AliasMatcher:
+    """Finds the aliases of one table in normalised text: leftmost, longest, left to right."""
+
+    # One expression per script family; each starts with a lookahead on a character set, which
+    # lets the engine skip other scripts' text at C speed. The named group marks the alias proper
+    # (for Arabic, after the clitics) and says which trie it came from.
+    _FAMILIES = {"word": ("word",), "arabic": ("arabic_article", "arabic"), "cjk": ("cjk",)}
+    _PREFIX = {"word": r"(?<!\w)", "cjk": "", "arabic": r"(?<!\w)" + _CLITICS[False],
+               "arabic_article": r"(?<!\w)" + _CLITICS[True]}  # fmt: skip
+    _END = {"word": r"(?!\w)", "cjk": "", "arabic": r"(?!\w)", "arabic_article": r"(?!\w)"}
+    _GUARD = {"word": None, "cjk": None, "arabic": "(?=[\u0600-\u06ff])"}
+
+    def __init__(self, aliases: Iterable[Alias]) -> None:
+        self._roots = {script: _Node() for script in self._PREFIX}
+        self._keys: dict[tuple[str, str], _Node] = {}  # (script, "text" or "stem*") -> node
+        for alias in aliases:
+            folded = normalise(alias.text).folded
+            script = _script(folded)
+            if script == "arabic_article":
+                folded = folded[len(_ARTICLE) :]
+            atoms = _atoms(folded)
+            node = _insert(self._roots[script], atoms, alias)
+            if _WILD not in atoms[:-1]:
+                key = "".join(" " if a == _SEP else "*" if a == _WILD else a for a in atoms)
+                self._keys[script, key] = node
+        patterns = (self._family_pattern(family) for family in self._FAMILIES)
+        self._patterns = tuple(re.compile(p) for p in patterns if p)
+
+    def _family_pattern(self, family: str) -> str:
+        used = [s for s in self._FAMILIES[family] if self._roots[s].children]
+        if not used:
+            return ""
+        branches = [f"{self._PREFIX[s]}(?P<{s}>{_emit(self._roots[s], self._END[s])})" for s in used]
+        guard = self._GUARD[family] or _first_chars(self._roots[used[0]])
+        return guard + "(?:" + "|".join(branches) + ")"
+
+    def hits(self, doc: Normalised, accept: Accept) -> list[Hit]:
+        """Accepted hits in text order (families never overlap: they match different scripts)."""
+        found = [hit for pattern in self._patterns for hit in self._scan(pattern, doc, accept)]
+        return sorted(found, key=lambda hit: hit.start) if len(self._patterns) > 1 else found
+
+    def _scan(self, pattern: re.Pattern[str], doc: Normalised, accept: Accept) -> Iterator[Hit]:
+        """A rejected alias is skipped and the scan goes on from the next character."""
+        pos = 0
+        while (match := pattern.search(doc.folded, pos)) is not None:
+            start, end = match.span()
+            script = match.lastgroup or ""
+            node = self._node(script, match.group(script))
+            alias = next((a for a in node.aliases if accept(doc, start, end, a)), None) if node else None
+            if alias is not None:
+                yield Hit(start, end, alias)
+            pos = end if alias is not None and end > start else start + 1
+
+
+    def _node(self, script: str, core: str) -> _Node | None:
+        """The trie node of the matched text: by key when the alias is literal or ends in "*"."""
+        key = core if core.isalnum() else _SEP_RUN.sub(" ", core)
+        if node := self._keys.get((script, key)):
+            return node
+        for cut in range(len(key), 0, -1):
+            if (node := self._keys.get((script, key[:cut] + "*"))) and key[cut:].isalnum():
+                return node
+        return _walk(self._roots[script], core)
+
+
+def _first_chars(root: _Node) -> str:
+    """A lookahead on the characters an alias can start with: most places fail it at once."""
+    chars = "".join(re.escape(a) for a in sorted(root.children) if a not in (_SEP, _WILD))
+    return f"(?=[{chars}])"
+
+
+# ---------------------------------------------------------------------------- accept checks
+
+_PREV_WORD = re.compile(r"(\w+) +$")
+_NEXT_WORD = re.compile(r" +(\w+)")
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Decides whether a found alias counts, given the item's language and the neighbouring words."""
+
+    lang: str | None  # primary language of the item, or None when unknown
+    name_neighbours: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+    def __call__(self, doc: Normalised, start: int, end: int, alias: Alias) -> bool:
+        return (
+            self._language_ok(alias)
+            and self._case_ok(doc, start, end, alias)
+            and not (alias.person_name and self._looks_like_person(doc, start, end))
+        )
+
+    def _language_ok(self, alias: Alias) -> bool:
+        if alias.strict_lang:
+            return alias.lang == self.lang
+        return self.lang is None or alias.lang in (self.lang, "en")
+
+    @staticmethod
+    def _case_ok(doc: Normalised, start: int, end: int, alias: Alias) -> bool:
+        if not alias.exact_case:
+            return True
+        return doc.plain[start:end].split() == _plain_words(alias.text)
+
+    def _looks_like_person(self, doc: Normalised, start: int, end: int) -> bool:
+        """A capitalised word right before or after ("Michael Jordan", "Chad Smith")."""
+        before, after = self.name_neighbours
+        prev = _PREV_WORD.search(doc.plain[max(0, start - 40) : start])
+        nxt = _NEXT_WORD.match(doc.plain, end)
+        return any(
+            word is not None and word.group(1)[0].isupper() and word.group(1).lower() not in allowed
+            for word, allowed in ((prev, before), (nxt, after))
+        )
+
+
+@functools.cache
+def _plain_words(text: str) -> list[str]:
+    return normalise(text).plain.split()
+
+
+# ----------------------------------------------------------------------------- the extractor
+
+
+class EntityExtractor:
+    """Compiles the tables once, on first use, and extracts Entities from items."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self._implies = dict(tables.implies)
+
+    @cached_property
+    def _names(self) -> AliasMatcher:
+        return AliasMatcher(self.tables.names)
+
+    @cached_property
+    def _cues(self) -> AliasMatcher:
+        return AliasMatcher(self.tables.cues)
+
+    @cached_property
+    def _signing(self) -> AliasMatcher:
+        return AliasMatcher(self.tables.signing)
+
+    def extract(self, title: str, text: str, lang: str | None = None) -> Entities:
+        accept = Accept(_primary_lang(lang), self.tables.name_neighbours)
+        head, body = normalise(title), normalise(text)
+        countries, orgs = self._named(Normalised(head.plain + "\n" + body.plain,
+                                                 head.folded + "\n" + body.folded), accept)  # fmt: skip
+        return Entities(countries, orgs, self._doc_type(head, body, accept))
+
+    def _named(self, doc: Normalised, accept: Accept) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        found: set[Target] = set()
+        for hit in self._names.hits(doc, accept):
+            found.update(_targets(doc, hit))
+        orgs = {code for kind, code in found if kind == "org"}
+        orgs.update(parent for org in tuple(orgs) for parent in self._implies.get(org, ()))
+        return tuple(sorted(code for kind, code in found if kind == "country")), tuple(sorted(orgs))
+
+    def _doc_type(self, head: Normalised, body: Normalised, accept: Accept) -> str:
+        """Title first, then the lead of the text; in each the cue that starts first wins."""
+        for part in (head, body[:LEAD_CHARS]):
+            for hit in self._cues.hits(part, accept):
+                kinds = [code for _, code in hit.alias.targets]
+                if kinds and (kinds[0] != "agreement" or self._signed(head, body, accept)):
+                    return kinds[0]
+        return DEFAULT_DOC_TYPE
+
+    def _signed(self, head: Normalised, body: Normalised, accept: Accept) -> bool:
+        return any(self._signing.hits(part, accept) for part in (head, body))
+
+
+def _targets(doc: Normalised, hit: Hit) -> tuple[Target, ...]:
+    alias = hit.alias
+    if alias.unless_near:
+        window = doc.folded[max(0, hit.start - NEAR_CHARS) : hit.end + NEAR_CHARS]
+        if any(cue in window for cue in alias.unless_near):
+            return alias.instead
+    return alias.targets
+
+
+def _primary_lang(lang: str | None) -> str | None:
+    primary = (lang or "").replace("_", "-").split("-")[0].lower()
+    return primary if primary in LANGUAGES else None
+
+
+# ------------------------------------------------------------------------ reading the tables
+
+
+@functools.cache
+def load_tables(data_dir: Path = DATA_DIR) -> Tables:
+    """Reads and checks the YAML tables; raises EntityDataError naming the file and entry."""
+    countries = _read(data_dir / "countries.yaml")
+    orgs = _read(data_dir / "orgs.yaml")
+    docs = _read(data_dir / "doc_types.yaml")
+    names = (
+        *_country_aliases(countries),
+        *_org_aliases(orgs),
+        *_aliases_by_lang(countries.get("blockers", {}), (), "countries.yaml blockers"),
+        *_aliases_by_lang(orgs.get("blockers", {}), (), "orgs.yaml blockers"),
+    )
+    _check_conflicts(names)
+    neighbours = countries.get("person_name_neighbours", {})
+    return Tables(
+        names=names,
+        cues=_cue_aliases(docs),
+        signing=_aliases_by_lang(docs.get("signing", {}), (("sign", ""),), "doc_types.yaml signing"),
+        implies=tuple((org, tuple(entry.get("implies", ()))) for org, entry in orgs["orgs"].items()),
+        name_neighbours=(
+            frozenset(w.lower() for w in neighbours.get("before", ())),
+            frozenset(w.lower() for w in neighbours.get("after", ())),
+        ),
+    )
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise EntityDataError(f"{path.name}: cannot read: {error}") from error
+    if not isinstance(data, dict):
+        raise EntityDataError(f"{path.name}: expected a mapping at the top")
+    return data
+
+
+def _country_aliases(data: dict) -> Iterator[Alias]:
+    for code, by_lang in data["countries"].items():
+        if not re.fullmatch(r"[A-Z]{2}", str(code)):
+            raise EntityDataError(f"countries.yaml: {code!r} is not an ISO 3166-1 alpha-2 code")
+        yield from _aliases_by_lang(by_lang, (("country", code),), f"countries.yaml {code}")
+    for lang, compounds in data.get("compounds", {}).items():
+        for text, codes in compounds.items():
+            yield from _expand(text, lang, tuple(("country", c) for c in codes), {})
+
+
+def _org_aliases(data: dict) -> Iterator[Alias]:
+    for org, entry in data["orgs"].items():
+        if org not in ORG_IDS:
+            raise EntityDataError(f"orgs.yaml: {org!r} is not one of {', '.join(ORG_IDS)}")
+        unknown = [o for o in entry.get("implies", ()) if o not in ORG_IDS]
+        if unknown:
+            raise EntityDataError(f"orgs.yaml {org}: implies unknown {unknown}")
+        by_lang = {k: v for k, v in entry.items() if k != "implies"}
+        yield from _aliases_by_lang(by_lang, (("org", org),), f"orgs.yaml {org}")
+
+
+def _cue_aliases(data: dict) -> tuple[Alias, ...]:
+    cues: list[Alias] = []
+    for doc_type, by_lang in data["cues"].items():
+        if doc_type not in DOC_TYPES:
+            raise EntityDataError(f"doc_types.yaml: {doc_type!r} is not one of {', '.join(DOC_TYPES)}")
+        cues.extend(_aliases_by_lang(by_lang, (("doc", doc_type),), f"doc_types.yaml {doc_type}"))
+    cues.extend(_aliases_by_lang(data.get("blockers", {}), (), "doc_types.yaml blockers"))
+    return tuple(cues)
+
+
+def _aliases_by_lang(by_lang: Mapping, targets: tuple[Target, ...], where: str) -> tuple[Alias, ...]:
+    aliases: list[Alias] = []
+    for lang, entries in by_lang.items():
+        if lang not in LANGUAGES:
+            raise EntityDataError(f"{where}: unknown language {lang!r}")
+        for entry in entries or ():
+            text, options = (entry, {}) if isinstance(entry, str) else (entry.get("alias"), entry)
+            if not isinstance(text, str) or not text.strip("=* "):
+                raise EntityDataError(f"{where} {lang}: bad alias {entry!r}")
+            aliases.extend(_expand(text, lang, targets, options))
+    return tuple(aliases)
+
+
+_OPTIONS = {"alias", "strict_lang", "person_name", "unless_near", "instead"}
+
+
+def _expand(text: str, lang: str, targets: tuple[Target, ...], options: Mapping) -> Iterator[Alias]:
+    """The alias as written, plus its inflected forms (Russian cases, German genitive)."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise EntityDataError(f"{text!r}: unknown option(s) {sorted(unknown)}")
+    exact = text.startswith("=") or (
+        any(c.isupper() for c in text) and not any(c.islower() for c in text) and len(text) > 1
+    )
+    text = text.lstrip("=")
+    forms = (text,) if exact or "*" in text else _inflect(text, lang)
+    for form in dict.fromkeys(forms):
+        yield Alias(
+            text=form, lang=lang, targets=targets, exact_case=exact,
+            strict_lang=bool(options.get("strict_lang")),
+            person_name=bool(options.get("person_name")),
+            unless_near=tuple(normalise(cue).folded for cue in options.get("unless_near", ())),
+            instead=tuple(("country", code) for code in options.get("instead", ())),
+        )  # fmt: skip
+
+
+def _inflect(text: str, lang: str) -> tuple[str, ...]:
+    if lang == "ru":
+        return _russian_forms(text)
+    if lang == "de":
+        return _german_forms(text)
+    return (text,)
+
+
+_RU_ENDINGS = (  # nominative ending -> the endings of the other cases (unions, harmless extras)
+    ("ия", "ия ии ию ией ие"), ("ея", "ея еи ею еей ее"), ("а", "а ы и е у ой ою"),
+    ("я", "я и е ю ей"), ("й", "й я ю ем е"), ("ь", "ь я ю ем е и ью"), ("ы", "ы ов ам ами ах"),
+)  # fmt: skip
+_RU_ADJECTIVE = ("ая", "яя", "ое", "ее", "ые", "ие", "ий", "ый", "ой")
+_RU_VOWELS = "аяыиоеуюйь"
+
+
+def _russian_forms(text: str) -> tuple[str, ...]:
+    """Россия -> России, Россию...; Иран -> Ирана...; each word of a phrase -> its stem*."""
+    words = re.split(f"[{_SEP_CHARS}]+", text.strip())
+    if len(words) > 1:
+        return (" ".join(_russian_stem(w) for w in words),)
+    word = words[0]
+    for ending, endings in _RU_ENDINGS:
+        if word.endswith(ending):
+            stem = word[: -len(ending)]
+            return tuple(stem + e for e in endings.split())
+    if word[-1].lower() in "оеиуюэ" or not word[-1].isalpha():
+        return (word,)  # foreign names in -о, -и, -у are not declined (Того, Чили, Перу)
+    return tuple(word + e for e in ("", "а", "у", "ом", "ем", "е"))
+
+
+def _russian_stem(word: str) -> str:
+    if not word.isalpha() or len(word) <= 3:
+        return word
+    lower = word.lower()
+    cut = 2 if lower.endswith(_RU_ADJECTIVE) else 1 if lower[-1] in _RU_VOWELS else 0
+    stem = word[: len(word) - cut]
+    return stem + "*" if len(stem) >= 3 else word
+
+
+def _german_forms(text: str) -> tuple[str, ...]:
+    """Russland -> Russlands; Vereinigtes Königreich -> Vereinigt* Königreich* (any declension)."""
+    words = re.split(f"[{_SEP_CHARS}]+", text.strip())
+    if len(words) > 1:
+        return (" ".join(_german_stem(w) for w in words),)
+    if text.lower().endswith(("s", "ss", "x", "z", "ei", "e")):
+        return (text,)
+    return (text, text + "s")
+
+
+def _german_stem(word: str) -> str:
+    if not word.isalpha() or len(word) < 4:
+        return word
+    for ending in ("es", "er", "en", "em", "e"):
+        if word.endswith(ending) and len(word) - len(ending) >= 4:
+            return word[: -len(ending)] + "*"
+    return word + "*"
+
+
+def _check_conflicts(aliases: Iterable[Alias]) -> None:
+    """The same alias in the same language may not name two different things."""
+    seen: dict[tuple[str, str, bool], Alias] = {}
+    for alias in aliases:
+        key = (normalise(alias.text).folded, alias.lang, alias.exact_case)
+        other = seen.setdefault(key, alias)
+        if other.targets != alias.targets and not (other.unless_near or alias.unless_near):
+            raise EntityDataError(
+                f"{alias.lang} alias {alias.text!r} names both {other.targets} and {alias.targets}"
+            )
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+@functools.cache
+def default_extractor() -> EntityExtractor:
+    """The extractor over the bundled tables; it compiles its expressions on first use."""
+    return EntityExtractor(load_tables())
+
+
+def extract(title: str, text: str, lang: str | None = None) -> Entities:
+    """Countries, organisations and document type of one item (see the module docstring)."""
+    return default_extractor().extract(title, text, lang)
