@@ -25,12 +25,16 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from monitor.errors import DiplowatchError
 
 DATA_DIR = Path(__file__).with_name("entities_data")
 LANGUAGES = ("en", "ru", "fr", "es", "de", "zh", "ar")
@@ -50,7 +54,7 @@ NEAR_CHARS = 80  # how far `unless_near` looks on each side of a match
 Target = tuple[str, str]  # (kind, id): ("country", "RU"), ("org", "UN"), ("doc", "speech")
 
 
-class EntityDataError(ValueError):
+class EntityDataError(DiplowatchError):
     """A bundled entity table is malformed; the message names the file and the entry."""
 
 
@@ -117,12 +121,30 @@ def normalise(text: str) -> Normalised:
 
 _WILD, _SEP = "\0*", "\0-"
 _SEP_CHARS = r"\s\-‐‑‒–—"
-_ATOM_RE = {_WILD: r"\w*", _SEP: f"[{_SEP_CHARS}]+"}
+_ATOM_RE = MappingProxyType({_WILD: r"\w*", _SEP: f"[{_SEP_CHARS}]+"})
 _ARTICLE = "ال"
-_CLITICS = {  # Arabic: what may be glued before an alias without / with the article
-    False: r"(?:[وف]?(?:[بلك]|[بك]?ال|لل)?)",
-    True: r"(?:[وف]?(?:[بك]?ال|لل))",
-}
+
+
+class _Script(NamedTuple):
+    name: str
+    prefix: str  # what must or may stand before an alias
+    end: str  # what must follow it
+
+
+_BOUNDARY, _END = r"(?<!\w)", r"(?!\w)"
+_SCRIPTS = MappingProxyType(
+    {
+        "word": _Script("word", _BOUNDARY, _END),
+        # Arabic: the clitics و ف ب ل ك and the article may be glued on; "لل" is ل + ال.
+        "arabic_article": _Script("arabic_article", _BOUNDARY + r"(?:[وف]?(?:[بك]?ال|لل))", _END),
+        "arabic": _Script("arabic", _BOUNDARY + r"(?:[وف]?(?:[بلك]|[بك]?ال|لل)?)", _END),
+        "cjk": _Script("cjk", "", ""),
+    }
+)
+# One expression per family; each starts with a lookahead on a character set, which lets the
+# engine skip other scripts' text at C speed.
+_FAMILIES = (("word",), ("arabic_article", "arabic"), ("cjk",))
+_ARABIC_GUARD = "(?=[\u0600-\u06ff])"
 
 
 def _script(text: str) -> str:
@@ -148,7 +170,7 @@ def _atoms(folded: str) -> tuple[str, ...]:
 
 
 class _Node:
-    __slots__ = ("children", "aliases")
+    __slots__ = ("aliases", "children")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
@@ -227,17 +249,8 @@ class Hit(NamedTuple):  # a NamedTuple: made for every match, and much cheaper t
 class AliasMatcher:
     """Finds the aliases of one table in normalised text: leftmost, longest, left to right."""
 
-    # One expression per script family; each starts with a lookahead on a character set, which
-    # lets the engine skip other scripts' text at C speed. The named group marks the alias proper
-    # (for Arabic, after the clitics) and says which trie it came from.
-    _FAMILIES = {"word": ("word",), "arabic": ("arabic_article", "arabic"), "cjk": ("cjk",)}
-    _PREFIX = {"word": r"(?<!\w)", "cjk": "", "arabic": r"(?<!\w)" + _CLITICS[False],
-               "arabic_article": r"(?<!\w)" + _CLITICS[True]}  # fmt: skip
-    _END = {"word": r"(?!\w)", "cjk": "", "arabic": r"(?!\w)", "arabic_article": r"(?!\w)"}
-    _GUARD = {"word": None, "cjk": None, "arabic": "(?=[\u0600-\u06ff])"}
-
     def __init__(self, aliases: Iterable[Alias]) -> None:
-        self._roots = {script: _Node() for script in self._PREFIX}
+        self._roots = {script: _Node() for script in _SCRIPTS}
         self._keys: dict[tuple[str, str], _Node] = {}  # (script, "text" or "stem*") -> node
         for alias in aliases:
             folded = normalise(alias.text).folded
@@ -249,15 +262,16 @@ class AliasMatcher:
             if _WILD not in atoms[:-1]:
                 key = "".join(" " if a == _SEP else "*" if a == _WILD else a for a in atoms)
                 self._keys[script, key] = node
-        patterns = (self._family_pattern(family) for family in self._FAMILIES)
+        patterns = (self._family_pattern(family) for family in _FAMILIES)
         self._patterns = tuple(re.compile(p) for p in patterns if p)
 
-    def _family_pattern(self, family: str) -> str:
-        used = [s for s in self._FAMILIES[family] if self._roots[s].children]
+    def _family_pattern(self, family: tuple[str, ...]) -> str:
+        """The scripts' tries side by side; the named group marks the alias proper (after clitics)."""
+        used = [_SCRIPTS[s] for s in family if self._roots[s].children]
         if not used:
             return ""
-        branches = [f"{self._PREFIX[s]}(?P<{s}>{_emit(self._roots[s], self._END[s])})" for s in used]
-        guard = self._GUARD[family] or _first_chars(self._roots[used[0]])
+        branches = [f"{s.prefix}(?P<{s.name}>{_emit(self._roots[s.name], s.end)})" for s in used]
+        guard = _ARABIC_GUARD if used[0].name.startswith("arabic") else _first_chars(self._roots[used[0].name])
         return guard + "(?:" + "|".join(branches) + ")"
 
     def hits(self, doc: Normalised, accept: Accept) -> list[Hit]:
@@ -276,7 +290,6 @@ class AliasMatcher:
             if alias is not None:
                 yield Hit(start, end, alias)
             pos = end if alias is not None and end > start else start + 1
-
 
     def _node(self, script: str, core: str) -> _Node | None:
         """The trie node of the matched text: by key when the alias is literal or ends in "*"."""
@@ -346,11 +359,22 @@ def _plain_words(text: str) -> list[str]:
 
 
 class EntityExtractor:
-    """Compiles the tables once, on first use, and extracts Entities from items."""
+    """Reads and compiles the tables once, on first use, and extracts Entities from items.
 
-    def __init__(self, tables: Tables) -> None:
-        self.tables = tables
-        self._implies = dict(tables.implies)
+    Nothing happens at construction, so a process that never extracts (search, digest) pays
+    nothing; the first extract() costs about a second (YAML, then the expressions).
+    """
+
+    def __init__(self, tables: Tables | None = None) -> None:
+        self._given = tables
+
+    @cached_property
+    def tables(self) -> Tables:
+        return self._given or load_tables()
+
+    @cached_property
+    def _implies(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.tables.implies)
 
     @cached_property
     def _names(self) -> AliasMatcher:
@@ -367,8 +391,8 @@ class EntityExtractor:
     def extract(self, title: str, text: str, lang: str | None = None) -> Entities:
         accept = Accept(_primary_lang(lang), self.tables.name_neighbours)
         head, body = normalise(title), normalise(text)
-        countries, orgs = self._named(Normalised(head.plain + "\n" + body.plain,
-                                                 head.folded + "\n" + body.folded), accept)  # fmt: skip
+        whole = Normalised(f"{head.plain}\n{body.plain}", f"{head.folded}\n{body.folded}")
+        countries, orgs = self._named(whole, accept)
         return Entities(countries, orgs, self._doc_type(head, body, accept))
 
     def _named(self, doc: Normalised, accept: Accept) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -423,22 +447,33 @@ def load_tables(data_dir: Path = DATA_DIR) -> Tables:
     )
     _check_conflicts(names)
     neighbours = countries.get("person_name_neighbours", {})
+    before, after = (_words(neighbours.get(side, ()), f"person_name_neighbours {side}") for side in ("before", "after"))
     return Tables(
         names=names,
         cues=_cue_aliases(docs),
         signing=_aliases_by_lang(docs.get("signing", {}), (("sign", ""),), "doc_types.yaml signing"),
         implies=tuple((org, tuple(entry.get("implies", ()))) for org, entry in orgs["orgs"].items()),
-        name_neighbours=(
-            frozenset(w.lower() for w in neighbours.get("before", ())),
-            frozenset(w.lower() for w in neighbours.get("after", ())),
-        ),
+        name_neighbours=(before, after),
     )
+
+
+def _words(words: Iterable, where: str) -> frozenset[str]:
+    if not all(isinstance(word, str) for word in words):
+        raise EntityDataError(f"countries.yaml {where}: every entry must be a word (quote yes/no/on)")
+    return frozenset(word.lower() for word in words)
+
+
+def _codes(codes: Iterable, where: str) -> tuple[Target, ...]:
+    bad = [code for code in codes if not re.fullmatch(r"[A-Z]{2}", str(code))]
+    if bad:
+        raise EntityDataError(f"{where}: {bad} not ISO 3166-1 alpha-2 codes")
+    return tuple(("country", code) for code in codes)
 
 
 def _read(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as error:
         raise EntityDataError(f"{path.name}: cannot read: {error}") from error
     if not isinstance(data, dict):
         raise EntityDataError(f"{path.name}: expected a mapping at the top")
@@ -447,12 +482,10 @@ def _read(path: Path) -> dict:
 
 def _country_aliases(data: dict) -> Iterator[Alias]:
     for code, by_lang in data["countries"].items():
-        if not re.fullmatch(r"[A-Z]{2}", str(code)):
-            raise EntityDataError(f"countries.yaml: {code!r} is not an ISO 3166-1 alpha-2 code")
-        yield from _aliases_by_lang(by_lang, (("country", code),), f"countries.yaml {code}")
+        yield from _aliases_by_lang(by_lang, _codes([code], "countries.yaml"), f"countries.yaml {code}")
     for lang, compounds in data.get("compounds", {}).items():
         for text, codes in compounds.items():
-            yield from _expand(text, lang, tuple(("country", c) for c in codes), {})
+            yield from _expand(text, lang, _codes(codes, f"countries.yaml compounds {text}"), {})
 
 
 def _org_aliases(data: dict) -> Iterator[Alias]:
@@ -508,7 +541,7 @@ def _expand(text: str, lang: str, targets: tuple[Target, ...], options: Mapping)
             strict_lang=bool(options.get("strict_lang")),
             person_name=bool(options.get("person_name")),
             unless_near=tuple(normalise(cue).folded for cue in options.get("unless_near", ())),
-            instead=tuple(("country", code) for code in options.get("instead", ())),
+            instead=_codes(options.get("instead", ()), f"{text!r} instead"),
         )  # fmt: skip
 
 
@@ -578,9 +611,7 @@ def _check_conflicts(aliases: Iterable[Alias]) -> None:
         key = (normalise(alias.text).folded, alias.lang, alias.exact_case)
         other = seen.setdefault(key, alias)
         if other.targets != alias.targets and not (other.unless_near or alias.unless_near):
-            raise EntityDataError(
-                f"{alias.lang} alias {alias.text!r} names both {other.targets} and {alias.targets}"
-            )
+            raise EntityDataError(f"{alias.lang} alias {alias.text!r} names both {other.targets} and {alias.targets}")
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -588,8 +619,8 @@ def _check_conflicts(aliases: Iterable[Alias]) -> None:
 
 @functools.cache
 def default_extractor() -> EntityExtractor:
-    """The extractor over the bundled tables; it compiles its expressions on first use."""
-    return EntityExtractor(load_tables())
+    """The extractor over the bundled tables, shared; it reads and compiles them on first use."""
+    return EntityExtractor()
 
 
 def extract(title: str, text: str, lang: str | None = None) -> Entities:

@@ -53,7 +53,7 @@ def test_rematch_applies_a_new_rule_to_history(tmp_path: Path, farm: FeedFarm) -
     assert _items(args, "--rule", "ports-watch") == []
     config = Path(args[1])
     config.write_text(config.read_text() + 'rules:\n  - name: ports-watch\n    topic: trade\n'
-                      '    any: ["container traffic", "порт*"]\n', encoding="utf-8")
+                      '    any: ["humanitarian funding", "награжд*"]\n', encoding="utf-8")
     result = run_cli(*args, "rematch")
     assert result.returncode == 0 and "re-matched" in result.stdout, result.stderr
     assert _items(args, "--rule", "ports-watch")
