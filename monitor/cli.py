@@ -138,6 +138,7 @@ def _print_poll_summary(outcomes: list[PollOutcome]) -> None:
 @click.pass_obj
 def run(obj: Context) -> None:
     """Poll each source on its own schedule until SIGTERM or Ctrl-C (the container's main process)."""
+    from monitor.digest_jobs import add_digest_jobs
     from monitor.schedule import Service, stop_on_signals
     from monitor.store import run_lock
 
@@ -145,7 +146,9 @@ def run(obj: Context) -> None:
     config = obj.config
     analyser = build_analyser(config)
     with run_lock(obj.db_path), obj.store() as store:
-        Service(config, store, analyser).serve_forever(stop)
+        service = Service(config, store, analyser)
+        service.extra_jobs.append(lambda scheduler: add_digest_jobs(scheduler, config, obj.db_path))
+        service.serve_forever(stop)
 
 
 def search_filters(command: Callable) -> Callable:

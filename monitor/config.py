@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from monitor.config_delivery import SmtpSettings, Subscription
+from monitor.config_delivery import SmtpSettings, Subscription, check_delivery
 from monitor.errors import ConfigError, Problem
 
 USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
@@ -163,6 +163,8 @@ class Config(_Strict):
     rules: tuple[RuleSpec, ...] = ()
     smtp: SmtpSettings | None = None
     subscriptions: tuple[Subscription, ...] = ()
+
+    _delivery = model_validator(mode="after")(check_delivery)  # needs smtp and subscriptions together
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 60.0  # seconds before the first retry; doubles after each failure
 RETRY_CAP = 3600.0  # never wait longer than this between tries
 LEASE = timedelta(minutes=5)  # how long a live process may hold a digest while sending it
+_INCARNATION = uuid.uuid4().hex[:12]  # tells this process from an earlier one with the same pid
 
 
 @dataclass(frozen=True)
@@ -111,15 +113,17 @@ def _failed(outbox: Outbox, record: DigestRecord, base: DeliveryResult, error: s
 
 
 def holder() -> str:
-    """Who is sending: this host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who is sending: this host, process id and process incarnation."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_INCARNATION}"
 
 
 def holder_alive(claimed_by: str) -> bool:
-    """False only when the claimer is a process of this host that no longer exists (killed)."""
-    host, _, pid = claimed_by.rpartition(":")
+    """False only when the claimer was a process of this host that no longer exists (killed)."""
+    host, pid, incarnation = [*claimed_by.split(":"), "", ""][:3]
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine: trust its lease
+    if int(pid) == os.getpid():
+        return incarnation == _INCARNATION  # our pid, but an earlier process (a restarted container's pid 1)
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

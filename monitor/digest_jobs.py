@@ -51,7 +51,7 @@ def schedule(sub: Subscription, last_run: datetime, now: datetime) -> tuple[Base
     """The subscription's trigger, and whether a run was missed since `last_run`."""
     if sub.cron is not None:
         trigger = cron_trigger(sub.cron, sub.timezone)
-        due = trigger.get_next_fire_time(None, last_run)
+        due = trigger.get_next_fire_time(None, last_run + timedelta(seconds=1))  # strictly after the last run
         return trigger, due is not None and due <= now
     every = timedelta(seconds=sub.every or 3600)
     return IntervalTrigger(seconds=every.total_seconds(), start_date=last_run, timezone=UTC), last_run + every <= now
