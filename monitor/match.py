@@ -25,17 +25,18 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 
 from monitor.textnorm import (
     MARKS,
     SUBSTRING,
-    WORD_CHAR,
     Normaliser,
     NormText,
     WordPositions,
+    continues_word,
     fold,
     is_substring_script,
-    iter_tokens,
+    token_at,
 )
 
 FIELDS = ("title", "text")
@@ -44,7 +45,7 @@ SNIPPET_WIDTH = 200
 _TERM_TOKEN = re.compile(f"[{SUBSTRING}]\\*?|(?:[^\\W{SUBSTRING}]|[{MARKS}]|\\*)+")
 _WORD_GAP = r"\W{1,8}"  # between two words of a phrase
 _SCRIPT_GAP = r"\W{0,8}"  # between a word and a CJK character, or two CJK characters
-_WORD_END = f"(?!{WORD_CHAR})"
+_WILDCARD = f"(?:\\w|[{MARKS}])*"  # no CJK exclusion here: small classes keep compiling fast
 _ARABIC_LEAD = "(?:[وف]?[بكل]?(?:ال)?|[وف]?لل)"  # conjunction, preposition, article
 _ARABIC_CLITICS = frozenset("وفبكلا")
 _PREFIX_KEY = 3  # wildcard prefixes are bucketed by their first characters
@@ -111,6 +112,7 @@ class _Alt:
     pattern: re.Pattern[str]
     anchor: str | None  # None: a /regex/, searched through the whole text
     prefix: bool = False
+    bounded: bool = False  # must end at a word end (checked after matching)
 
 
 def _alternatives(term: str) -> list[str]:
@@ -161,13 +163,12 @@ def _compile_words(text: str) -> _Alt:
         raise _TermProblem("has a `*` that follows no letter; write prefix* (or use a /regex/)")
     anchor, lead = _anchor(words[0])
     parts = [lead]
-    for before, after in zip(pieces, pieces[1:]):
+    for before, after in pairwise(pieces):
         parts.append(_gap(before.group(), after.group(), folded[before.end() : after.start()]))
         parts.append(_inner_pattern(after.group()))
-    if not is_substring_script(words[-1][0]):
-        parts.append(_WORD_END)
     pattern = "".join(parts)
-    return _Alt(f"words:{pattern}", re.compile(pattern), anchor.split("*")[0], "*" in anchor)
+    bounded = not is_substring_script(words[-1][0])
+    return _Alt(f"words:{pattern}:{bounded}", re.compile(pattern), anchor.split("*")[0], "*" in anchor, bounded)
 
 
 def _anchor(word: str) -> tuple[str, str]:
@@ -189,7 +190,7 @@ def _inner_pattern(word: str) -> str:
 def _word_pattern(word: str) -> str:
     if is_substring_script(word[0]):
         return re.escape(word.rstrip("*"))
-    return "".join(f"{WORD_CHAR}*" if char == "*" else re.escape(char) for char in word)
+    return "".join(_WILDCARD if char == "*" else re.escape(char) for char in word)
 
 
 def _gap(before: str, after: str, between: str) -> str:
@@ -250,27 +251,35 @@ class _Index:
 
 
 class _Scanner:
-    """Finds every alternative in folded text, word by word, remembering each word's candidates."""
+    """Finds every alternative in folded text.
+
+    One trie-shaped regex finds, at C speed, the words where some alternative may start
+    (an Aho-Corasick-like pass); only there are the alternatives' own patterns tried.
+    """
 
     MEMO_LIMIT = 500_000  # distinct words remembered before the memo starts afresh
 
     def __init__(self, index: _Index) -> None:
         self.index = index
         self.patterns = tuple(alt.pattern for alt in index.alts)
+        self.bounded = tuple(alt.bounded for alt in index.alts)
+        self.anchors = _anchor_regexes(index.alts)
         self.memo: dict[str, tuple[int, ...]] = {}
 
     def scan(self, text: str) -> dict[int, list[tuple[int, int]]]:
         """number of alternative -> its spans in `text`."""
         found: dict[int, list[tuple[int, int]]] = {}
         memo, patterns = self.memo, self.patterns
-        for token in iter_tokens(text):
-            word = token.group()
+        regexes = self.anchors if not text.isascii() else self.anchors[:1]
+        starts = (anchor.start() for regex in regexes for anchor in regex.finditer(text))
+        for start in starts:
+            word = token_at(text, start)
             numbers = memo.get(word)
             if numbers is None:
                 numbers = self._remember(word)
             for number in numbers:
-                hit = patterns[number].match(text, token.start())
-                if hit is not None:
+                hit = patterns[number].match(text, start)
+                if hit is not None and not (self.bounded[number] and continues_word(text, hit.end())):
                     _record(found, number, hit.span())
         for number in self.index.searched:
             for hit in patterns[number].finditer(text):
@@ -283,6 +292,61 @@ class _Scanner:
             self.memo.clear()
         numbers = self.memo[word] = self.index.token_candidates(word)
         return numbers
+
+
+def _anchor_regexes(alts: Sequence[_Alt]) -> tuple[re.Pattern[str], ...]:
+    """Regexes matching where some alternative may begin: spaced words, Arabic, CJK & co.
+
+    Each starts with a lookahead on the possible first characters, which lets the regex
+    engine skip all other positions quickly.
+    """
+    spaced: set[str] = set()
+    arabic: set[str] = set()
+    chars: set[str] = set()
+    for alt in alts:
+        if alt.anchor is not None and is_substring_script(alt.anchor[0]):
+            chars.add(alt.anchor[0])
+        elif alt.anchor is not None:
+            (arabic if "\u0600" <= alt.anchor[0] <= "\u06ff" else spaced).add(alt.anchor)
+    regexes = []
+    if spaced:
+        regexes.append(_word_start({w[0] for w in spaced}) + _trie(spaced))
+    if arabic:
+        regexes.append(_word_start({w[0] for w in arabic} | _ARABIC_CLITICS) + "[وفبكلا]{0,6}" + _trie(arabic))
+    if chars:
+        regexes.append(_char_class(chars))
+    return tuple(re.compile(regex) for regex in regexes)
+
+
+def _word_start(first_chars: set[str]) -> str:
+    return f"(?={_char_class(first_chars)})(?<![^\\W{SUBSTRING}])(?<![{MARKS}])"
+
+
+def _char_class(chars: set[str]) -> str:
+    return "[" + "".join(re.escape(char) for char in sorted(chars)) + "]"
+
+
+def _trie(words: Iterable[str]) -> str:
+    """Regex of a trie of `words`, each matching any word it begins (a superset is fine:
+    the candidates are checked word by word afterwards)."""
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return _trie_node(root)
+
+
+def _trie_node(node: dict[str, dict]) -> str:
+    if "" in node:
+        return ""
+    branches = [re.escape(char) + _trie_node(child) for char, child in sorted(node.items())]
+    if len(branches) == 1:
+        return branches[0]
+    if all(len(branch) == 1 for branch in branches):
+        return "[" + "".join(branches) + "]"
+    return "(?:" + "|".join(branches) + ")"
 
 
 def _record(found: dict[int, list[tuple[int, int]]], number: int, span: tuple[int, int]) -> None:
@@ -300,7 +364,7 @@ class _FieldScan:
 
     @cached_property
     def positions(self) -> WordPositions:
-        return WordPositions.of(self.norm.text)
+        return WordPositions(self.norm.text)
 
     def word_spans(self, numbers: frozenset[int], offset: float) -> list[tuple[float, float]]:
         """(first word, last word) of each hit of `numbers`, shifted by `offset` words."""
@@ -340,7 +404,8 @@ class _Compiler:
     """Collects alternatives across rules, sharing the ones written alike."""
 
     alts: list[_Alt] = field(default_factory=list)
-    numbers: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)  # pattern key -> number
+    written: dict[str, int] = field(default_factory=dict)  # alternative as written -> number
 
     def rule(self, rule: WatchRule) -> _Rule:
         _check_rule(rule)
@@ -372,15 +437,18 @@ class _Compiler:
         if not isinstance(term, str):
             raise RuleError(f"rule {rule.name!r}: term {term!r} in `{key}` is not text; quote it")
         try:
-            return [(self._number(_compile_alt(alt)), alt) for alt in _alternatives(term)]
+            return [(self._number(alt), alt) for alt in _alternatives(term)]
         except _TermProblem as problem:
             raise RuleError(f"rule {rule.name!r}: term {term!r} in `{key}` {problem}") from None
 
-    def _number(self, alt: _Alt) -> int:
-        if alt.key not in self.numbers:
-            self.numbers[alt.key] = len(self.alts)
-            self.alts.append(alt)
-        return self.numbers[alt.key]
+    def _number(self, text: str) -> int:
+        if text not in self.written:
+            alt = _compile_alt(text)
+            if alt.key not in self.numbers:
+                self.numbers[alt.key] = len(self.alts)
+                self.alts.append(alt)
+            self.written[text] = self.numbers[alt.key]
+        return self.written[text]
 
 
 def _check_rule(rule: WatchRule) -> None:
@@ -482,6 +550,8 @@ def _near(rule: _Rule, fields: Sequence[_FieldScan], distance: int) -> bool:
     for scan in fields:
         placed.append((scan, offset))
         offset += scan.positions.length + 1
+    if offset - 1 <= distance:
+        return True  # the whole passage is shorter than the distance (terms_fire checked the rest)
     spans = [[span for scan, at in placed for span in scan.word_spans(g, at)] for g in rule.near_groups]
     if not all(spans):
         return False

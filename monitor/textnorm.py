@@ -1,8 +1,10 @@
 """Text normalisation shared by matching: fold, map offsets back, split into words.
 
-Folding is NFKC + casefold + accent stripping (plus a few Arabic letter variants), done
+Folding is NFKC + casefold + accent stripping (plus a few Arabic letter variants), defined
 character by character so that every folded character remains traceable to the original
-text: a hit found in folded text is reported at its place in the ORIGINAL text.
+text: a hit found in folded text is reported at its place in the ORIGINAL text. Texts whose
+characters all fold one-to-one (nearly all) take a whole-string C-level path; the others
+build an offset map.
 
 Scripts written without spaces (Chinese, Japanese, Thai...) and Hangul are matched as
 substrings; tokenisation yields each of their characters as its own token. This module
@@ -13,10 +15,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import accumulate
 
 # Han (with CJK compatibility and extensions), kana, Thai, Lao, Tibetan, Myanmar, Khmer.
 UNSPACED = (
@@ -41,13 +41,15 @@ _DROPPED = frozenset("\u00ad\u0640\u200b\u200c\u200d\u2060\ufeff")
 _REPLACED = {"\u0649": "\u064a", "\u06cc": "\u064a", "\u06a9": "\u0643", "\u0671": "\u0627"}
 
 
-def _combining_ranges() -> str:
-    """Character-class body of the BMP combining marks that Python's \\w does not cover."""
+def _is_accent(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _ACCENT_BLOCKS) and unicodedata.combining(char) > 0
+
+
+def _ranges(codes: list[int]) -> str:
+    """Character-class body for sorted code points."""
     ranges: list[list[int]] = []
-    for code in range(0x0300, 0x10000):
-        char = chr(code)
-        if unicodedata.category(char)[0] != "M" or char.isalnum():
-            continue
+    for code in codes:
         if ranges and ranges[-1][1] == code - 1:
             ranges[-1][1] = code
         else:
@@ -55,18 +57,36 @@ def _combining_ranges() -> str:
     return "".join(f"\\u{start:04x}-\\u{end:04x}" for start, end in ranges)
 
 
-# Marks that stay inside a word (Devanagari vowel signs and the like) after folding.
-MARKS = _combining_ranges()
+def _accent_ranges() -> str:
+    return _ranges([c for low, high in _ACCENT_BLOCKS for c in range(low, high + 1) if _is_accent(chr(c))])
+
+
+def _irregular_ranges() -> str:
+    """Characters whose folding may not be one character (marks, ligatures, ß, jamo...)."""
+    codes = [
+        code for code in range(0x80, 0x10000)
+        if unicodedata.category(chr(code))[0] in "MC"
+        or 0x1100 <= code <= 0x11FF
+        or len(unicodedata.normalize("NFKC", chr(code)).casefold()) != 1
+    ]
+    return _ranges(codes) + "\\U00010000-\\U0010ffff" + "".join(_DROPPED)
+
+
+# Blocks whose combining marks stay inside words after folding (Indic vowel signs and the
+# like), which Python's \\w does not cover. Coarse on purpose: short patterns compile fast.
+MARKS = (
+    "\u0700-\u0dff\u1300-\u139f\u1700-\u177f\u1800-\u1cff\u2c80-\u2dff\u302a-\u302f"
+    "\ua600-\ua6ff\ua800-\uabff\ufb1e\ufe00-\ufe0f"
+)
+# Texts without these fold character for character, so whole-string folding keeps offsets.
+_IRREGULAR = re.compile(f"[{_irregular_ranges()}]")
+_ACCENT = re.compile(f"[{_accent_ranges()}]")
 # One letter of a spaced script (a word character outside the substring scripts).
 WORD_CHAR = f"(?:[^\\W{SUBSTRING}]|[{MARKS}])"
 # A token: one substring-script character, or a run of word characters.
-_TOKEN = re.compile(f"[{SUBSTRING}]|[^\\W{SUBSTRING}]{WORD_CHAR}*")
+_TOKEN = re.compile(f"[{SUBSTRING}]|[^\\W{SUBSTRING}]+(?:[{MARKS}]+[^\\W{SUBSTRING}]*)*")
 _SUBSTRING_CHAR = re.compile(f"[{SUBSTRING}]")
-
-
-def _is_accent(char: str) -> bool:
-    code = ord(char)
-    return any(low <= code <= high for low, high in _ACCENT_BLOCKS) and unicodedata.combining(char) > 0
+_WORD_CHAR = re.compile(WORD_CHAR)
 
 
 def fold_char(char: str) -> str:
@@ -117,7 +137,7 @@ class NormText:
 
 
 class Normaliser:
-    """Folds texts; owns a per-character memo so repeated folding is one C-level pass."""
+    """Folds texts; owns a per-character memo for the texts that need an offset map."""
 
     def __init__(self) -> None:
         self._table = _FoldTable()
@@ -125,6 +145,10 @@ class Normaliser:
     def __call__(self, text: str) -> NormText:
         if text.isascii():
             return NormText(text.lower(), text)
+        if _IRREGULAR.search(text) is None:
+            folded = _fold_regular(text)
+            if len(folded) == len(text):
+                return NormText(folded, text)
         folded = text.translate(self._table)
         if self._table.irregular.isdisjoint(text):
             return NormText(folded, text)
@@ -138,6 +162,16 @@ class Normaliser:
         return tuple(starts)
 
 
+def _fold_regular(text: str) -> str:
+    """Whole-string folding, equal to `fold_char` per character for texts with no irregular one."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    folded = unicodedata.normalize("NFC", _ACCENT.sub("", unicodedata.normalize("NFD", folded)))
+    for variant, replacement in _REPLACED.items():
+        if variant in folded:
+            folded = folded.replace(variant, replacement)
+    return folded
+
+
 def normalise(text: str) -> NormText:
     """Fold one text (convenience; hot paths keep a `Normaliser`)."""
     return Normaliser()(text)
@@ -148,9 +182,10 @@ def fold(text: str) -> str:
     return "".join(fold_char(char) for char in text)
 
 
-def iter_tokens(text: str) -> Iterator[re.Match[str]]:
-    """The tokens of `text` as regex matches (the fast path for scanning)."""
-    return _TOKEN.finditer(text)
+def token_at(text: str, start: int) -> str:
+    """The token starting at `start` (which must be a token start)."""
+    found = _TOKEN.match(text, start)
+    return found.group() if found is not None else ""
 
 
 def tokens(text: str) -> list[tuple[int, str]]:
@@ -158,37 +193,44 @@ def tokens(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
 
 
+def continues_word(text: str, offset: int) -> bool:
+    """True when `offset` is inside a word of a spaced script (a word character follows)."""
+    return _WORD_CHAR.match(text, offset) is not None
+
+
 def is_substring_script(char: str) -> bool:
     """True for characters of scripts matched as substrings (CJK, Thai, Hangul...)."""
     return _SUBSTRING_CHAR.match(char) is not None
 
 
-def has_substring_script(text: str) -> bool:
-    """True when any character of `text` belongs to a substring script."""
-    return _SUBSTRING_CHAR.search(text) is not None
-
-
-@dataclass(frozen=True)
 class WordPositions:
-    """Word positions of a text's tokens, to measure distances for `near`."""
+    """Word positions in a folded text, to measure distances for `near`.
 
-    starts: tuple[int, ...]
-    positions: tuple[float, ...]
-    length: float  # the text's length in words
+    Words are counted by the spaces and line breaks before them; a character of a substring script
+    (CJK, Thai...) counts as SUBSTRING_CHAR_WEIGHT of a word. Cheap: str.count and bisect.
+    """
 
-    @classmethod
-    def of(cls, text: str) -> WordPositions:
-        found = tokens(text)
-        weights = (SUBSTRING_CHAR_WEIGHT if is_substring_script(tok) else 1.0 for _, tok in found)
-        positions = tuple(accumulate(weights, initial=0.0))
-        return cls(tuple(start for start, _ in found), positions[:-1], positions[-1])
+    def __init__(self, text: str) -> None:
+        self.text = text
+        chars = _SUBSTRING_CHAR.finditer(text) if not text.isascii() else ()
+        self._substring_chars = [found.start() for found in chars]
 
-    def first(self, offset: int) -> float:
-        """Position of the word holding `offset` (or the last word before it)."""
-        index = bisect_right(self.starts, offset) - 1
-        return self.positions[max(index, 0)] if self.positions else 0.0
+    def before(self, offset: int) -> float:
+        """Words starting before `offset` (the position of the word at `offset`)."""
+        text = self.text
+        spaces = text.count(" ", 0, offset) + text.count("\n", 0, offset)
+        if not self._substring_chars:
+            return spaces
+        return spaces + SUBSTRING_CHAR_WEIGHT * bisect_left(self._substring_chars, offset)
+
+    def first(self, start: int) -> float:
+        """Position of the word where a span starts."""
+        return self.before(start)
 
     def last(self, end: int) -> float:
-        """Position of the last word starting before `end`."""
-        index = bisect_left(self.starts, end) - 1
-        return self.positions[max(index, 0)] if self.positions else 0.0
+        """Position of the word where a span ends."""
+        return self.before(max(end - 1, 0))
+
+    @property
+    def length(self) -> float:
+        return self.before(len(self.text)) + 1

@@ -35,7 +35,8 @@ def write_config(path: Path, sources: list[dict[str, Any]], extra: str = "",
                  settings: dict[str, Any] | None = None) -> Path:
     """A sources.yaml for `sources` (dicts of id, url and optional keys), plus raw YAML `extra`."""
     settings = {"connect_timeout": "2s", "read_timeout": "2s", "fetch_deadline": "5s", **(settings or {})}
-    lines = ["settings:", *(f"  {k}: {_yaml_value(v)}" for k, v in settings.items()), "sources:"]
+    lines = ["settings:", *(f"  {k}: {_yaml_value(v)}" for k, v in settings.items()),
+             "sources:" if sources else "sources: []"]
     for source in sources:
         first = True
         for key, value in source.items():

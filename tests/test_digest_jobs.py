@@ -71,13 +71,14 @@ def test_jobs_are_added_per_subscription_with_safe_options(tmp_path: Path) -> No
 
 
 def test_jobs_refuse_a_configuration_that_cannot_deliver(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "sources.yaml", """
+    # refused when the configuration loads (with its line), so no job is ever added for it
+    with pytest.raises(ConfigError, match=r"sources\.yaml:\d+: .*needs the top-level `smtp:` block"):
+        config = write_config(tmp_path / "sources.yaml", """
 subscriptions:
   - name: desk
     every: 1h
     email: {to: [desk@example.org]}
 """)
-    with pytest.raises(ConfigError, match="needs the top-level `smtp:` block"):
         add_digest_jobs(BackgroundScheduler(timezone=UTC), config, str(tmp_path / "dw.db"))
 
 
