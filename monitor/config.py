@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -26,52 +23,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from monitor.config_delivery import SmtpSettings, Subscription, check_delivery
+from monitor.config_types import Duration, Size, Strict, Text
 from monitor.errors import ConfigError, Problem
 
 USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
 MAX_YAML_NODES = 200_000  # an alias bomb expands past this long before it hurts
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
-
-
-def parse_duration(value: Any) -> float:
-    """`15m`, `30s`, `1h`, `2d` or a bare number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
-        if not m:
-            raise ValueError(f"{value!r} is not a duration: write e.g. 30s, 15m, 1h or 1d")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-def parse_size(value: Any) -> int:
-    """`10MB`, `512kb` or a bare number of bytes -> bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?b)\s*", str(value).lower())
-    if not m:
-        raise ValueError(f"{value!r} is not a size: write e.g. 512KB or 10MB")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-# YAML 1.2 already keeps NO/yes as strings; numbers in tags (tier: 1) are read as text too.
-Text = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Selectors(_Strict):
+class Selectors(Strict):
     """CSS selectors that read a listing page: one `item` per statement, the rest inside it."""
 
     item: str
@@ -81,7 +39,7 @@ class Selectors(_Strict):
     summary: str | None = None
 
 
-class Source(_Strict):
+class Source(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=80)
     url: str
     name: str = ""
@@ -116,7 +74,7 @@ class Source(_Strict):
         return tuple(sorted(self.tags.items()))
 
 
-class Settings(_Strict):
+class Settings(Strict):
     user_agent: str = USER_AGENT
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
@@ -130,7 +88,7 @@ class Settings(_Strict):
     failure_alert_after: int = Field(default=3, ge=1)
 
 
-class RuleSpec(_Strict):
+class RuleSpec(Strict):
     """A watch rule as written in sources.yaml; see monitor/match.py for the term language."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
@@ -153,7 +111,7 @@ class RuleSpec(_Strict):
         return self
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole validated configuration. `path` is the file it came from."""
 
     path: str = "sources.yaml"

@@ -24,9 +24,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from monitor.config_types import Duration, Strict, Text
 from monitor.errors import ConfigError, Problem
 
 _DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -36,12 +37,6 @@ _ZONE_HINTS = {"geneva": "Europe/Zurich", "the_hague": "Europe/Amsterdam", "hagu
                "washington": "America/New_York", "new_delhi": "Asia/Kolkata", "delhi": "Asia/Kolkata",
                "beijing": "Asia/Shanghai", "canberra": "Australia/Sydney", "ottawa": "America/Toronto",
                "brasilia": "America/Sao_Paulo", "abu_dhabi": "Asia/Dubai", "strasbourg": "Europe/Paris"}
-
-
-def _duration(value: Any) -> float:
-    from monitor.config import parse_duration  # config.py imports this module: import at use
-
-    return parse_duration(value)
 
 
 def _env_name(value: Any) -> Any:
@@ -56,17 +51,10 @@ def _address(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
 EnvName = Annotated[str, BeforeValidator(_env_name)]
 Address = Annotated[str, BeforeValidator(_address)]
-Text = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SmtpSettings(_Strict):
+class SmtpSettings(Strict):
     """The one SMTP server every email channel uses. The password comes from `$password_env`."""
 
     host: str = Field(min_length=1)
@@ -92,7 +80,7 @@ class SmtpSettings(_Strict):
         return self.port or _DEFAULT_PORTS[self.security]
 
 
-class EmailChannel(_Strict):
+class EmailChannel(Strict):
     """Send each digest as one multipart (text + HTML) email to `to`."""
 
     to: tuple[Address, ...]
@@ -105,7 +93,7 @@ class EmailChannel(_Strict):
         return to
 
 
-class WebhookChannel(_Strict):
+class WebhookChannel(Strict):
     """POST each digest to `url`; signed with HMAC-SHA256 when `secret_env` is set."""
 
     url: str
@@ -128,7 +116,7 @@ class WebhookChannel(_Strict):
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-class Subscription(_Strict):
+class Subscription(Strict):
     """Who receives which matched items, when, and through which channels."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
@@ -158,8 +146,7 @@ class Subscription(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        check_timezone(name)
-        return name
+        return check_timezone(name)
 
     @model_validator(mode="after")
     def _schedule_and_channel(self) -> Subscription:
@@ -175,11 +162,15 @@ class Subscription(_Strict):
         return tuple(name for name in ("email", "webhook") if getattr(self, name) is not None)
 
 
-def check_timezone(name: str) -> None:
+def check_timezone(name: str) -> str:
+    """The IANA name for `name`; diplomatic cities that IANA spells otherwise (Europe/Geneva) are mapped."""
     try:
         zoneinfo.ZoneInfo(name)
+        return name
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         hint = _ZONE_HINTS.get(name.rpartition("/")[2].lower().replace(" ", "_"))
+        if hint and "/" in name:
+            return hint  # "Europe/Geneva" is what people write; it keeps Zurich's time
         also = f"; did you mean {hint}?" if hint else " (write an IANA name such as Europe/Zurich or UTC)"
         raise ValueError(f"unknown time zone {name!r}{also}") from None
 

@@ -24,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from monitor.config import Config, load_config
+from monitor.match import Hit, Match
 from monitor.models import Item, PollOutcome, Validators
 from monitor.normalise import content_hash
 from monitor.store import Analysis, PollRecord, Store
@@ -32,21 +33,6 @@ NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 DATA = Path(__file__).resolve().parent / "data" / "digest"
 
 
-@dataclass(frozen=True)
-class Hit:
-    term: str
-    field: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Match:
-    rule: str
-    topic: str
-    hits: tuple[Hit, ...]
-    snippet: str
-    marks: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)

@@ -199,8 +199,28 @@ def test_a_bad_subscription_exits_2_with_the_line(tmp_path: Path) -> None:
     (tmp_path / "sources.yaml").write_text((DATA / "config" / "bad_schedules.yaml").read_text(), encoding="utf-8")
     result = diplowatch(tmp_path, "digest")
     assert result.returncode == 2
-    assert "sources.yaml:4: subscriptions[0].timezone: unknown time zone 'Europe/Geneva'; did you mean " \
+    assert "sources.yaml:4: subscriptions[0].timezone: unknown time zone 'Geneva'; did you mean " \
            "Europe/Zurich?" in result.stderr
+
+
+def test_the_issue_s_own_example_loads_with_geneva_on_zurich_time(tmp_path: Path) -> None:
+    from monitor.config import load_config
+
+    path = tmp_path / "sources.yaml"
+    path.write_text("""sources: []
+smtp: {host: smtp.example.org, port: 587, security: starttls, username: bot, password_env: DW_SMTP_PASSWORD,
+       sender: diplowatch@example.org}
+subscriptions:
+  - name: analysts
+    cron: "0 7 * * 1-5"
+    timezone: Europe/Geneva
+    topics: [un-processes, cybercrime-convention]
+    max_items: 100
+    alerts: true
+    email: {to: [desk@example.org]}
+    webhook: {url: "https://hooks.example.org/x", format: json, secret_env: DW_HOOK_SECRET}
+""", encoding="utf-8")
+    assert load_config(path).subscriptions[0].timezone == "Europe/Zurich"
 
 
 def test_the_weekday_numbers_of_a_cron_line_are_crontab_s() -> None:
