@@ -12,21 +12,25 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from monitor import __version__
-from monitor.analyse import Analyser, build_analyser
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError, DiplowatchError
 from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utcnow
 from monitor.pipeline import Poller, poll_many, redact
 from monitor.store import SearchQuery, Store
+from monitor.web.settings import web_options, web_settings
+
+if TYPE_CHECKING:
+    from monitor.analyse import Analyser
 
 log = logging.getLogger("monitor")
 
@@ -44,7 +48,8 @@ class Context:
         return self._config
 
     def store(self, readonly: bool = False) -> Store:
-        return Store.open(self.db_path, readonly=readonly)
+        """The database; a command that writes checks it first, so a damaged file is never written to."""
+        return Store.open(self.db_path, readonly=readonly, verify=not readonly)
 
 
 class DiplowatchGroup(click.Group):
@@ -56,14 +61,25 @@ class DiplowatchGroup(click.Group):
         except ConfigError as e:
             click.echo(f"diplowatch: configuration error ({len(e.problems)} problem(s)):", err=True)
             for problem in e.problems:
-                click.echo(f"  {problem}", err=True)
+                click.echo(f"  {redact(str(problem))}", err=True)
             ctx.exit(2)
         except DiplowatchError as e:
             click.echo(f"diplowatch: error: {redact(str(e))}", err=True)
             ctx.exit(1)
+        except BrokenPipeError:  # `diplowatch search | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(0)
         except OSError as e:
             click.echo(f"diplowatch: error: {e}", err=True)
             ctx.exit(1)
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """A log filter: credentials in URLs never reach the log, whichever library wrote the line."""
+    message = record.getMessage()
+    if redact(message) != message:
+        record.msg, record.args = redact(message), ()
+    return True
 
 
 @click.group(cls=DiplowatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +95,10 @@ def cli(ctx: click.Context, config_path: str, db_path: str, verbose: int) -> Non
     level = os.environ.get("DIPLOWATCH_LOG_LEVEL") or ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+    for noisy in ("httpx", "httpcore"):  # they log every URL and header, credentials included
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = Context(config_path, db_path)
 
 
@@ -91,7 +110,8 @@ def check(obj: Context) -> None:
     analyser = build_analyser(config)
     for source in config.sources:
         state = "" if source.enabled else "  (disabled)"
-        click.echo(f"{source.id:32} {source.kind or 'auto':5} {_every(source.interval):>6}  {source.url}{state}")
+        every = _every(source.interval)
+        click.echo(f"{source.id:32} {source.kind or 'auto':5} {every:>6}  {redact(source.url)}{state}")
     click.echo(f"{config.path}: ok, {len(config.sources)} sources ({len(config.enabled_sources)} enabled), "
                f"{analyser.rule_count} rules")
 
@@ -135,9 +155,11 @@ def _print_poll_summary(outcomes: list[PollOutcome]) -> None:
 
 
 @cli.command()
+@click.option("--serve", "with_web", is_flag=True, help="Also serve the web page and API (see `serve`).")
+@web_options
 @click.pass_obj
-def run(obj: Context) -> None:
-    """Poll each source on its own schedule until SIGTERM or Ctrl-C (the container's main process)."""
+def run(obj: Context, with_web: bool, host: str, port: int) -> None:
+    """Poll each source on its own schedule and send digests until SIGTERM or Ctrl-C (the container's main process)."""
     from monitor.digest_jobs import add_digest_jobs
     from monitor.schedule import Service, stop_on_signals
     from monitor.store import run_lock
@@ -148,7 +170,24 @@ def run(obj: Context) -> None:
     with run_lock(obj.db_path), obj.store() as store:
         service = Service(config, store, analyser)
         service.extra_jobs.append(lambda scheduler: add_digest_jobs(scheduler, config, obj.db_path))
-        service.serve_forever(stop)
+        with _web_server(obj, config, host, port, with_web):
+            service.serve_forever(stop)
+
+
+@contextmanager
+def _web_server(obj: Context, config: Config, host: str, port: int, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from monitor.web.server import WebServer
+
+    server = WebServer(web_settings(obj.db_path, config, host, port, under_run=True))
+    server.start()
+    log.warning("serving the web page and API on %s", server.url)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def search_filters(command: Callable) -> Callable:
@@ -187,8 +226,9 @@ def _query(query: tuple[str, ...], since: str | None, until: str | None, limit: 
 @click.pass_obj
 def search(obj: Context, fmt: str | None, **filters: Any) -> None:
     """Search stored items: words, "phrases", AND/OR/NOT, prefix*; newest first."""
+    query = _query(**filters)  # bad usage is reported before any database is opened
     with obj.store(readonly=True) as store:
-        _emit(store.search(_query(**filters)), fmt or ("table" if sys.stdout.isatty() else "jsonl"), _ITEM_TABLE)
+        _emit(store.search(query), fmt or ("table" if sys.stdout.isatty() else "jsonl"), _ITEM_TABLE)
 
 
 @cli.command()
@@ -197,8 +237,9 @@ def search(obj: Context, fmt: str | None, **filters: Any) -> None:
 @click.pass_obj
 def export(obj: Context, fmt: str, **filters: Any) -> None:
     """Stream every stored item matching the filters (any size; nothing held in memory)."""
+    query = _query(**filters)
     with obj.store(readonly=True) as store:
-        _emit(store.search(_query(**filters)), fmt, _ITEM_TABLE)
+        _emit(store.search(query), fmt, _ITEM_TABLE)
 
 
 @cli.group()
@@ -264,8 +305,10 @@ def rematch(obj: Context, since: str | None) -> None:
 def sources(obj: Context, fmt: str | None) -> None:
     """Each source's health: ok / failing / blocked / never polled."""
     config = obj.config
-    with obj.store() as store:
-        health = store.sources_health()
+    health = {}
+    if Path(obj.db_path).is_file():  # never polled: nothing to read, and nothing to create
+        with obj.store(readonly=True) as store:
+            health = store.sources_health()
     rows = [_source_row(s.id, s.label, s.url, s.enabled, health.get(s.id)) for s in config.sources]
     _emit(rows, fmt or ("table" if sys.stdout.isatty() else "jsonl"), _SOURCE_TABLE)
 
@@ -294,11 +337,18 @@ _SOURCE_TABLE = (("id", 30), ("status", 12), ("items", 6), ("consecutive_failure
                  ("last_error", 60))
 
 
+# line breaks to str.splitlines() that json.dumps leaves raw: escaped, so one item stays one line
+_JSON_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+# bidi embeddings, overrides and isolates: in a terminal table they could reverse the columns after them
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell as a formula
+
+
 def _emit(rows: Iterable[dict[str, Any]], fmt: str, table: tuple[tuple[str, int], ...]) -> None:
     out = click.get_text_stream("stdout")
     if fmt == "jsonl":
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json.dumps(row, ensure_ascii=False).translate(_JSON_LINE_BREAKS) + "\n")
     elif fmt == "csv":
         _write_csv(out, rows)
     else:
@@ -309,11 +359,16 @@ def _emit(rows: Iterable[dict[str, Any]], fmt: str, table: tuple[tuple[str, int]
 def _write_csv(out: Any, rows: Iterable[dict[str, Any]]) -> None:
     writer = None
     for row in rows:
-        flat = {k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()}
+        flat = {k: _csv_cell("; ".join(v) if isinstance(v, list) else v) for k, v in row.items()}
         if writer is None:
             writer = csv.DictWriter(out, fieldnames=list(flat))
             writer.writeheader()
         writer.writerow(flat)
+
+
+def _csv_cell(value: Any) -> Any:
+    """Feed text that starts like a formula (=HYPERLINK(...)) is quoted with ' so it stays text."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def _table_lines(rows: Iterable[dict[str, Any]], table: tuple[tuple[str, int], ...]) -> Iterator[str]:
@@ -323,7 +378,7 @@ def _table_lines(rows: Iterable[dict[str, Any]], table: tuple[tuple[str, int], .
         for name, width in table:
             value = row.get(name)
             text = ", ".join(value) if isinstance(value, list) else "" if value is None else str(value)
-            text = text.replace("\n", " ")
+            text = " ".join(text.translate(_BIDI_CONTROLS).split())
             cells.append((text[: width - 1] + "…" if len(text) > width else text).ljust(width))
         yield "  ".join(cells).rstrip()
 
@@ -355,6 +410,13 @@ def _every(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def build_analyser(config: Config) -> Analyser:
+    """The rule engine, imported only by the commands that match (it is slow to import)."""
+    from monitor.analyse import build_analyser as build
+
+    return build(config)
 
 
 def main() -> None:

@@ -13,16 +13,20 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.analyse import Analyser
 from monitor.config import Config
 from monitor.fetch import Fetcher
+from monitor.heartbeat import write_heartbeat
 from monitor.models import utcnow
 from monitor.pipeline import Poller, drain
 from monitor.store import Store
+
+if TYPE_CHECKING:
+    from monitor.analyse import Analyser
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 3.0  # seconds in-flight polls get to finish after SIGTERM
@@ -46,6 +50,7 @@ class Service:
         return asyncio.run_coroutine_threadsafe(coro_fn(*args), self.loop).result(timeout)
 
     def tick(self) -> None:
+        write_heartbeat(self.store.path)  # /healthz and `diplowatch health` read it
         started = self.call(self._start_due, timeout=60)
         if started:
             log.debug("tick: started %d polls", started)
@@ -55,7 +60,7 @@ class Service:
             fetcher = Fetcher(self.config.settings)
             self._poller = Poller(self.config, self.store, self.analyser, fetcher)
         sources = {s.id: s for s in self.config.enabled_sources}
-        due = self.store.due_sources(list(sources), utcnow())
+        due = await self._poller.stored(self.store.due_sources, list(sources), utcnow())
         due = [sid for sid in due if sid not in self.in_flight]
         for sid in due:
             task = self.loop.create_task(self._poller.poll_source(sources[sid]))

@@ -63,3 +63,35 @@ def test_run_polls_on_schedule_refuses_a_twin_and_stops_on_sigterm(tmp_path: Pat
             again.kill()
         again.communicate()
     assert farm.hits["/slow.xml"] == hits_before
+
+
+def test_run_serve_reports_healthy_and_stops_cleanly(tmp_path: Path, farm: FeedFarm) -> None:
+    import socket
+    import urllib.request
+
+    url = farm.add("/state.xml", (DATA / "feeds" / "rss20_plain_state.xml").read_bytes())
+    config = write_config(tmp_path / "sources.yaml", [{"id": "state", "url": url, "interval": "1h"}],
+                          settings={"tick": "0.5s"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["--config", str(config), "--db", str(tmp_path / "dw.db")]
+    service = subprocess.Popen([sys.executable, "-m", "monitor", *args, "run", "--serve", "--port", str(port)],
+                               cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def healthz() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                return json.loads(answer.read()) if answer.status == 200 else None
+        except OSError:
+            return None
+
+    try:
+        assert wait_until(healthz, timeout=30)
+        assert run_cli(*args, "health").returncode == 0  # the heartbeat of `run` is fresh
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=15) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+        service.communicate()

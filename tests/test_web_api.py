@@ -13,6 +13,8 @@ import html
 import re
 import socket
 import sqlite3
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -436,27 +438,54 @@ def test_metrics(client: httpx.Client) -> None:
     assert values['diplowatch_source_polls_total{source="us-state"}'] == 4
     assert values['diplowatch_matches{topic="norms"}'] == 3
     assert values["diplowatch_item_versions"] == 1
-    assert not any(name.startswith("diplowatch_deliver") for name in values)  # no deliveries table here
+    assert values["diplowatch_delivery_errors_total"] == 0  # an outbox, nothing sent yet
     for line in response.text.splitlines():  # every sample line is `name{labels} number`
         assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+',
                                                     line), line
 
 
-def test_metrics_count_deliveries_when_the_table_exists(db_path: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "with-deliveries.db"
-    with sqlite3.connect(db_path) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
+def copy_database(source: Path, target: Path) -> Path:
+    with sqlite3.connect(source) as old, sqlite3.connect(target) as new:
+        old.backup(new)
+    new.close()
+    old.close()
+    return target
+
+
+def test_metrics_count_deliveries_from_the_outbox(db_path: Path, tmp_path: Path) -> None:
+    copy = copy_database(db_path, tmp_path / "with-deliveries.db")
     with sqlite3.connect(copy) as conn:
-        conn.execute("CREATE TABLE deliveries (id INTEGER PRIMARY KEY, channel TEXT, status TEXT, error TEXT)")
-        conn.executemany("INSERT INTO deliveries (channel, status, error) VALUES (?, ?, ?)", [
-            ("email", "sent", None), ("email", "sent", None), ("webhook", "failed", "HTTP 500"),
+        conn.executemany(
+            "INSERT INTO digests (id, subscription, channel, kind, created_at, state, next_attempt)"
+            " VALUES (?, 'analysts', ?, 'digest', '2024-06-01T00:00:00Z', ?, '2024-06-01T00:00:00Z')",
+            [("d1", "email", "delivered"), ("d2", "webhook", "pending")])
+        conn.executemany("INSERT INTO delivery_attempts (digest_id, attempted_at, ok, error) VALUES (?, ?, ?, ?)", [
+            ("d1", "2024-06-01T00:00:00Z", 0, "SMTP 451"), ("d1", "2024-06-01T00:05:00Z", 1, None),
+            ("d2", "2024-06-01T00:00:00Z", 0, "HTTP 500"),
         ])
+        conn.executemany(
+            "INSERT INTO delivered (subscription, channel, item_id, digest_id, delivered_at)"
+            " VALUES ('analysts', 'email', ?, 'd1', '2024-06-01T00:05:00Z')", [(1,), (2,)])
     conn.close()
     with running(WebSettings(copy)) as http:
         values = metric_values(http.get("/metrics").text)
-    assert values['diplowatch_deliveries_total{channel="email",status="sent"}'] == 2
-    assert values['diplowatch_deliveries_total{channel="webhook",status="failed"}'] == 1
-    assert values["diplowatch_delivery_errors_total"] == 1
+    assert values['diplowatch_delivery_attempts_total{channel="email",result="ok"}'] == 1
+    assert values['diplowatch_delivery_attempts_total{channel="email",result="error"}'] == 1
+    assert values['diplowatch_delivery_attempts_total{channel="webhook",result="error"}'] == 1
+    assert values["diplowatch_delivery_errors_total"] == 2
+    assert values['diplowatch_deliveries_total{channel="email"}'] == 2
+    assert values['diplowatch_digests{state="pending"}'] == 1
+
+
+def test_metrics_without_an_outbox(db_path: Path, tmp_path: Path) -> None:
+    copy = copy_database(db_path, tmp_path / "no-outbox.db")
+    with sqlite3.connect(copy) as conn:
+        conn.execute("DROP TABLE delivered")  # as in a database from before the digest stage
+    conn.close()
+    with running(WebSettings(copy)) as http:
+        response = http.get("/metrics")
+    assert response.status_code == 200
+    assert "diplowatch_items 9" in response.text and "deliver" not in response.text
 
 
 # -- `diplowatch health` and `serve` on the command line ---------------------------------------
@@ -470,10 +499,7 @@ def test_health_command(db_path: Path, tmp_path: Path) -> None:
     missing = health(tmp_path / "nothing.db")
     assert missing.exit_code == 1 and "no database at" in missing.output
     assert not (tmp_path / "nothing.db").exists()  # checking never creates it
-    copy = tmp_path / "h.db"
-    with sqlite3.connect(db_path) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    target.close()
+    copy = copy_database(db_path, tmp_path / "h.db")
     ok = health(copy)
     assert ok.exit_code == 0, ok.output
     assert "database: ok" in ok.output and "no scheduler heartbeat" in ok.output
@@ -576,3 +602,52 @@ def test_chart_stacks_bars_and_groups_the_rest_as_other() -> None:
     last_week = [b for b in chart.bars if b.week == weeks[-1]]
     assert min(b.y for b in last_week) >= chart.plot[1]  # the tallest stack fits the plot
     assert all(b.height > 0 for b in chart.bars)
+
+
+# -- docs/web.md says what the app does --------------------------------------------------------
+
+DOC = (Path(__file__).parent.parent / "docs" / "web.md").read_text(encoding="utf-8")
+
+
+def test_every_route_is_documented(db_path: Path) -> None:
+    app = create_app(WebSettings(db_path))
+    paths = [route.path.replace("{item_id:int}", "{id}") for route in app.routes]
+    assert len(paths) >= 13
+    for path in paths:
+        assert f"`{path}" in DOC or f"`GET {path}`" in DOC, f"{path} is not in docs/web.md"
+
+
+def test_every_filter_and_metric_is_documented(client: httpx.Client) -> None:
+    from monitor.web.filters import LIST_FILTERS
+
+    for name in (*LIST_FILTERS, "q", "since", "until", "matched", "limit", "offset"):
+        assert f"`{name}`" in DOC, name
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("# TYPE"):
+            assert f"`{line.split()[2]}`" in DOC, line
+
+
+@pytest.mark.parametrize("command", [
+    line.strip() for line in DOC.splitlines() if line.strip().startswith("sqlite-utils ")
+])
+def test_documented_sqlite_utils_commands_work(db_path: Path, command: str) -> None:
+    argv = [part.replace("storage/diplowatch.db", str(db_path)) for part in command.split()]
+    result = subprocess.run([sys.executable, "-m", "sqlite_utils", *argv[1:]], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "items" in result.stdout or "guid" in result.stdout
+
+
+def test_summaries_are_reused_for_a_while_then_recomputed() -> None:
+    from monitor.web.app import Summaries
+
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    reused = Summaries(seconds=3600)
+    assert [reused.get("k", compute), reused.get("k", compute), reused.get("other", compute)] == [1, 1, 2]
+    fresh = Summaries(seconds=0)
+    assert fresh.get("k", compute) != fresh.get("k", compute)

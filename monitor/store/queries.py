@@ -7,11 +7,15 @@ search page: whole-table counts belong to /api/stats and /metrics only, which in
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.store.core import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,16 @@ class SourceCounts:
 
 
 @dataclass(frozen=True)
-class DeliveryCount:
-    labels: tuple[tuple[str, str], ...]  # e.g. (("channel", "email"), ("status", "sent"))
-    count: int
+class DeliveryCounts:
+    """The outbox's history (tables of the digest stage, monitor/store/outbox.py)."""
+
+    attempts: tuple[tuple[str, bool, int], ...]  # (channel, succeeded, attempts)
+    delivered: tuple[tuple[str, int], ...]  # (channel, items delivered)
+    digests: tuple[tuple[str, int], ...]  # (state, digests)
+
+    @property
+    def errors(self) -> int:
+        return sum(n for _, ok, n in self.attempts if not ok)
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,7 @@ class MetricsCounts:
     items: int
     versions: int
     matches_by_topic: dict[str, int]
-    deliveries: tuple[DeliveryCount, ...] | None = None  # None: no deliveries table in this database
-    delivery_errors: int | None = None
+    deliveries: DeliveryCounts | None = None  # None: this database has no outbox (yet)
 
 
 # -- one item ----------------------------------------------------------------------------------
@@ -171,11 +181,13 @@ _WEEK = "date(items.sort_time, 'weekday 0', '-6 days')"  # the Monday of the ite
 
 _TIMELINE_SQL = {
     "topic": f"""SELECT {_WEEK} AS week, matches.topic, count(DISTINCT items.id)
-                 FROM matches JOIN items ON items.id = matches.item_id
+                 FROM items CROSS JOIN matches ON matches.item_id = items.id
                  WHERE items.sort_time >= ? AND items.sort_time < ?
                  GROUP BY week, matches.topic""",
+    # CROSS JOIN keeps items (by the sort_time range) outermost: driven from entities instead,
+    # SQLite reads every country of every item (6.8 s instead of 0.5 s for a month of 1M items).
     "country": f"""SELECT {_WEEK} AS week, entities.value, count(*)
-                   FROM items JOIN entities ON entities.item_id = items.id AND entities.kind = 'country'
+                   FROM items CROSS JOIN entities ON entities.item_id = items.id AND entities.kind = 'country'
                    WHERE items.sort_time >= ? AND items.sort_time < ?
                      AND EXISTS (SELECT 1 FROM matches WHERE matches.item_id = items.id)
                    GROUP BY week, entities.value""",
@@ -231,41 +243,38 @@ def metrics_counts(store: Store) -> MetricsCounts:
             " FROM sources ORDER BY id"
         )
     )
-    deliveries, errors = _delivery_counts(store) if table_exists(store, "deliveries") else (None, None)
     return MetricsCounts(
         sources=sources,
         items=conn.execute("SELECT count(*) FROM items").fetchone()[0],
         versions=conn.execute("SELECT count(*) FROM item_versions").fetchone()[0],
         matches_by_topic=dict(conn.execute("SELECT topic, count(*) FROM matches GROUP BY topic ORDER BY 1")),
-        deliveries=deliveries,
-        delivery_errors=errors,
+        deliveries=delivery_counts(store),
     )
 
 
-def _delivery_counts(store: Store) -> tuple[tuple[DeliveryCount, ...], int]:
-    """Deliveries by channel and status, and failed ones, from whichever of those columns exist.
+_DELIVERY_TABLES = ("digests", "delivery_attempts", "delivered")
 
-    The deliveries table belongs to the digest stage; read it by its column names, never its shape.
+
+def delivery_counts(store: Store) -> DeliveryCounts | None:
+    """Delivery attempts by channel and outcome, items delivered, digests by state; None without an outbox.
+
+    Those tables belong to the digest stage: if their shape changes, the metrics leave them out
+    (and say so in the log) rather than failing the whole scrape.
     """
+    if not all(table_exists(store, t) for t in _DELIVERY_TABLES):
+        return None
     conn = store.db.conn
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
-    labels = [c for c in ("channel", "status") if c in columns]
-    select = ", ".join([*labels, "count(*)"])
-    group = f" GROUP BY {', '.join(labels)} ORDER BY {', '.join(labels)}" if labels else ""
-    counts = tuple(
-        DeliveryCount(tuple(zip(labels, (str(v) for v in row[:-1]), strict=True)), row[-1])
-        for row in conn.execute(f"SELECT {select} FROM deliveries{group}")
-    )
-    return counts, _delivery_errors(conn, columns)
-
-
-def _delivery_errors(conn: Any, columns: set[str]) -> int:
-    if "error" in columns:
-        return conn.execute("SELECT count(*) FROM deliveries WHERE coalesce(error, '') != ''").fetchone()[0]
-    if "status" in columns:
-        sql = "SELECT count(*) FROM deliveries WHERE status IN ('failed', 'failure', 'error')"
-        return conn.execute(sql).fetchone()[0]
-    return 0
+    try:
+        attempts = conn.execute(
+            "SELECT digests.channel, delivery_attempts.ok != 0, count(*) FROM delivery_attempts"
+            " JOIN digests ON digests.id = delivery_attempts.digest_id GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        delivered = conn.execute("SELECT channel, count(*) FROM delivered GROUP BY 1 ORDER BY 1").fetchall()
+        digests = conn.execute("SELECT state, count(*) FROM digests GROUP BY 1 ORDER BY 1").fetchall()
+    except sqlite3.OperationalError as e:
+        log.warning("delivery metrics left out: the outbox tables changed shape (%s)", e)
+        return None
+    return DeliveryCounts(tuple((c, bool(ok), n) for c, ok, n in attempts), tuple(delivered), tuple(digests))
 
 
 def ping(store: Store) -> int:

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from monitor.models import iso, utcnow
+from monitor.store import Store
 from monitor.store.queries import MatchView, item_detail, stats
 from monitor.web.app import web
 from monitor.web.filters import offset_number, page_number, parse_filters
@@ -76,11 +77,15 @@ def sources(request: Request) -> JSONResponse:
 
 
 def statistics(request: Request) -> JSONResponse:
-    now = utcnow()
-    with web(request).pool.store() as store:
-        body = stats(store, iso(now - timedelta(days=7)) or "")
-    body["generated_at"] = iso(now)
+    state = web(request)
+    with state.pool.store() as store:
+        body = state.summaries.get("stats", lambda: _stats(store))
     return JSONResponse(body)
+
+
+def _stats(store: Store) -> dict[str, Any]:
+    now = utcnow()
+    return {**stats(store, iso(now - timedelta(days=7)) or ""), "generated_at": iso(now)}
 
 
 def timeline(request: Request) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The ASGI application: settings, per-app state, error pages, and the routes of pages/api/feeds/ops.
+"""The ASGI application: per-app state (connections, templates, summaries), error pages, the routes.
 
 Read-only by construction: connections are opened with `PRAGMA query_only`, and the guard answers
 405 to anything but GET and HEAD. Request handlers are plain functions that Starlette runs in its
@@ -12,11 +12,11 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
@@ -33,7 +33,9 @@ from monitor.web.highlight import segments
 from monitor.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
-CHOICES_TTL = 60.0  # seconds the search form's lists of rules/topics/countries are reused
+T = TypeVar("T")
+CACHE_SECONDS = 60.0  # how long whole-database summaries (form choices, stats, timeline) are reused
+CACHE_KEYS = 256
 
 
 class StorePool:
@@ -71,16 +73,27 @@ class StorePool:
 
 
 @dataclass
-class Choices:
-    """The search form's known values, re-read at most every CHOICES_TTL seconds."""
+class Summaries:
+    """Answers that read the whole database (seconds at a million items), reused for CACHE_SECONDS.
 
-    values: dict[str, list[str]] = field(default_factory=dict)
-    read_at: float = float("-inf")
+    Only for summaries, whose being a minute old harms no one; search results are never cached.
+    """
 
-    def get(self, store: Store) -> dict[str, list[str]]:
-        if time.monotonic() - self.read_at > CHOICES_TTL:
-            self.values, self.read_at = filter_choices(store), time.monotonic()
-        return self.values
+    seconds: float = CACHE_SECONDS
+    _values: dict[Hashable, tuple[float, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.seconds:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._values) >= CACHE_KEYS:
+                self._values.clear()
+            self._values[key] = (time.monotonic(), value)
+        return value
 
 
 @dataclass
@@ -90,7 +103,11 @@ class Web:
     settings: WebSettings
     pool: StorePool
     templates: Environment
-    choices: Choices = field(default_factory=Choices)
+    summaries: Summaries = field(default_factory=Summaries)
+
+    def choices(self, store: Store) -> dict[str, list[str]]:
+        """The search form's known rules, topics, sources, countries, organisations."""
+        return self.summaries.get("choices", lambda: filter_choices(store))
 
     def render(self, request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
         page = self.templates.get_template(name).render({"root": request.scope.get("root_path", ""), "nav": "",

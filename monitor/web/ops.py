@@ -96,12 +96,17 @@ def _last_success(counts: MetricsCounts) -> Iterator[Sample]:
 
 
 def _deliveries(counts: MetricsCounts) -> Iterator[str]:
-    if counts.deliveries is None:
+    d = counts.deliveries
+    if d is None:
         return
-    yield from family("diplowatch_deliveries_total", "counter", "Delivery attempts, by channel and status.",
-                      [(dict(d.labels), d.count) for d in counts.deliveries])
-    yield from family("diplowatch_delivery_errors_total", "counter", "Delivery attempts that failed.",
-                      [({}, counts.delivery_errors or 0)])
+    yield from family("diplowatch_delivery_attempts_total", "counter", "Deliveries tried, by channel and result.",
+                      [({"channel": c, "result": "ok" if ok else "error"}, n) for c, ok, n in d.attempts])
+    yield from family("diplowatch_delivery_errors_total", "counter", "Deliveries that failed (retried later).",
+                      [({}, d.errors)])
+    yield from family("diplowatch_deliveries_total", "counter", "Statements delivered, by channel.",
+                      [({"channel": c}, n) for c, n in d.delivered])
+    yield from family("diplowatch_digests", "gauge", "Digests by state (pending ones wait for delivery).",
+                      [({"state": s}, n) for s, n in d.digests])
 
 
 def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> Iterator[str]:

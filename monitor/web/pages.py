@@ -45,7 +45,7 @@ def search_page(request: Request) -> Response:
     except BadFilter as e:
         return _search_error(request, context, str(e))
     with state.pool.store() as store:
-        context["choices"] = state.choices.get(store)
+        context["choices"] = state.choices(store)
         try:
             result = fetch_page(store, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         except QueryError as e:
@@ -58,7 +58,7 @@ def _search_error(request: Request, context: dict[str, Any], message: str) -> Re
     state = web(request)
     if "choices" not in context:
         with state.pool.store() as store:
-            context["choices"] = state.choices.get(store)
+            context["choices"] = state.choices(store)
     context["error"] = message
     return state.render(request, "search.html", context, status=400)
 
@@ -98,8 +98,10 @@ def timeline_chart(request: Request, by: str, weeks: int) -> Any:
     today = utcnow().date()
     span = week_range(today, weeks)
     until = (monday(today) + timedelta(days=7)).isoformat()
-    with web(request).pool.store() as store:
-        counts = weekly_matches(store, by, span[0], until)
+    state = web(request)
+    with state.pool.store() as store:
+        counts = state.summaries.get(("timeline", by, span[0], until),
+                                     lambda: weekly_matches(store, by, span[0], until))
     return weekly_chart(counts, span)
 
 
