@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationError,
     field_validator,
@@ -28,6 +30,14 @@ from monitor.errors import ConfigError, Problem
 
 USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
 MAX_YAML_NODES = 200_000  # an alias bomb expands past this long before it hurts
+MAX_INTERVAL = 365 * 86400.0  # a longer wait is a typo, and past ~2.7 million years datetime overflows
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+
+
+def redact_url(url: str) -> str:
+    """A source's address with any credentials in it hidden, for messages (https://***@host)."""
+    return re.sub(r"(\w+://)[^/\s?#@]*@", r"\1***@", url)
+
 
 class Selectors(Strict):
     """CSS selectors that read a listing page: one `item` per statement, the rest inside it."""
@@ -37,6 +47,20 @@ class Selectors(Strict):
     title: str | None = None
     date: str | None = None
     summary: str | None = None
+
+    @field_validator("item", "link", "title", "date", "summary")
+    @classmethod
+    def _css(cls, selector: str | None) -> str | None:
+        """Compiled now, so a typo stops start-up with its line instead of failing every poll."""
+        import soupsieve  # BeautifulSoup's CSS engine
+
+        if selector is None:
+            return None
+        try:
+            soupsieve.compile(selector)
+        except (soupsieve.SelectorSyntaxError, TypeError, ValueError) as e:
+            raise ValueError(f"{selector!r} is not a CSS selector: {str(e).splitlines()[0]}") from None
+        return selector
 
 
 class Source(Strict):
@@ -58,7 +82,31 @@ class Source(Strict):
             raise ValueError(f"{url!r} is not an http(s) URL with a host")
         if re.search(r"\s", url):
             raise ValueError("a URL cannot contain spaces")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (reading it validates it)
+        except ValueError as e:
+            raise ValueError(f"{redact_url(url)!r} is not a valid URL ({e})") from None
+        if not parts.hostname:
+            raise ValueError(f"{redact_url(url)!r} is not an http(s) URL with a host")
         return url
+
+    @field_validator("interval")
+    @classmethod
+    def _sane_interval(cls, seconds: float) -> float:
+        if seconds > MAX_INTERVAL:
+            raise ValueError("at most 365d")
+        return seconds
+
+    @field_validator("headers")
+    @classmethod
+    def _http_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not an HTTP header name (letters, digits and - only)")
+            if re.search(r"[\r\n\x00]", value):
+                raise ValueError(f"the value of {name} contains a line break, which would start another header")
+        return headers
 
     @model_validator(mode="after")
     def _html_needs_selectors(self) -> Source:
@@ -75,16 +123,16 @@ class Source(Strict):
 
 
 class Settings(Strict):
-    user_agent: str = USER_AGENT
+    user_agent: str = Field(default=USER_AGENT, min_length=1)  # kremlin.ru answers nothing without one
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
     fetch_deadline: Duration = 90.0
-    max_body: Size = 10 * 1024 * 1024
+    max_body: Size = Field(default=10 * 1024 * 1024, ge=1024)
     max_redirects: int = Field(default=5, ge=0, le=20)
     concurrency: int = Field(default=32, ge=1, le=1000)
     per_host: int = Field(default=2, ge=1, le=100)
     tick: Duration = 5.0
-    max_backoff: Duration = 6 * 3600.0
+    max_backoff: Duration = Field(default=6 * 3600.0, le=MAX_INTERVAL)
     failure_alert_after: int = Field(default=3, ge=1)
 
 
@@ -116,7 +164,7 @@ class Config(Strict):
 
     path: str = "sources.yaml"
     settings: Settings = Settings()
-    sources: tuple[Source, ...] = ()
+    sources: Annotated[tuple[Source, ...], BeforeValidator(lambda v: () if v is None else v)] = ()
     rule_packs: tuple[Literal["builtin"], ...] = ("builtin",)
     rules: tuple[RuleSpec, ...] = ()
     smtp: SmtpSettings | None = None
@@ -156,6 +204,8 @@ def _read_yaml(text: str, file: str) -> CommentedMap:
         raise ConfigError([Problem(file, line, "", f"invalid YAML: {e.problem or e}")]) from None
     except YAMLError as e:
         raise ConfigError([Problem(file, None, "", f"invalid YAML: {e}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, None, "", "invalid YAML: nested too deeply")]) from None
     if data is None:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):

@@ -68,6 +68,8 @@ class Fetcher:
                 raise FetchError(msg) from None
             except httpx.HTTPError as e:
                 raise FetchError(_describe(e)) from None
+            except httpx.InvalidURL as e:  # not an HTTPError: e.g. a redirect to `javascript:alert(1)`
+                raise FetchError(f"redirected to an address that is not http(s) or not valid: {e}") from None
 
     async def _get(self, source: Source, validators: Validators) -> Fetched:
         headers = dict(source.headers)
@@ -77,13 +79,13 @@ class Fetcher:
             headers["If-Modified-Since"] = validators.last_modified
         async with self._client.stream("GET", source.url, headers=headers) as response:
             if response.status_code == 304:
-                return Fetched(str(response.url), 304, validators=validators)
+                return Fetched(_public(response.url), 304, validators=validators)
             if not response.is_success:
                 body = await read_capped(response, ERROR_BODY_CAP, cut_ok=True)
                 raise _status_error(response, body)
             body = await read_capped(response, self.settings.max_body)
             return Fetched(
-                url=str(response.url),
+                url=_public(response.url),
                 status=response.status_code,
                 content_type=response.headers.get("content-type", ""),
                 body=body,
@@ -168,6 +170,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _public(url: httpx.URL) -> str:
+    """The answer's address without the credentials a source URL may carry (parsers resolve links with it)."""
+    return str(url.copy_with(userinfo=b"")) if url.userinfo else str(url)
+
+
 def _describe(error: httpx.HTTPError) -> str:
     text = str(error) or type(error).__name__
     if isinstance(error, httpx.TooManyRedirects):
@@ -182,6 +189,10 @@ def _describe(error: httpx.HTTPError) -> str:
         if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
             return f"cannot resolve the host name ({text})"
         return f"cannot connect: {text}"
+    if isinstance(error, httpx.RemoteProtocolError) and "disconnected" in text.lower():
+        return "the server closed the connection without answering"
     if isinstance(error, httpx.RemoteProtocolError):
         return f"the server broke the HTTP protocol: {text}"
+    if isinstance(error, httpx.ReadError | httpx.WriteError):
+        return f"the server closed the connection mid-answer ({text or 'connection reset'})"
     return f"{type(error).__name__}: {text}"

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from monitor.analyse import Analyser
 from monitor.config import Config, Source
 from monitor.errors import SourceError, StoreError
 from monitor.fetch import Fetcher
@@ -22,7 +22,11 @@ from monitor.models import PollOutcome, utcnow
 from monitor.parse import parse
 from monitor.store import PollRecord, SourceState, Store
 
+if TYPE_CHECKING:
+    from monitor.analyse import Analyser
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,45 +38,59 @@ class Poller:
     analyser: Analyser
     fetcher: Fetcher
     rng: random.Random = field(default_factory=random.Random)
+    _store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def stored(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a store call off the event loop, one at a time on the shared connection.
+
+        Storing 50,000 items takes seconds; on the loop, that stall would time out every other poll.
+        """
+        async with self._store_lock:
+            work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait([work])  # a started transaction ends (commit or rollback) before the lock is freed
+                raise
 
     async def poll_source(self, source: Source) -> PollOutcome:
-        state = self.store.source_state(source.id)
+        state = await self.stored(self.store.source_state, source.id)
         now = utcnow()
         try:
             fetched = await self.fetcher.fetch(source, state.validators)
             if fetched.not_modified:
-                return self._record(source, state, now, PollOutcome(source.id, "unchanged", http_status=304))
+                return await self._record(source, state, now, PollOutcome(source.id, "unchanged", http_status=304))
             parsed = await asyncio.to_thread(parse, fetched, source)
-            known = self.store.known_hashes(source.id, [i.guid for i in parsed.items])
+            known = await self.stored(self.store.known_hashes, source.id, [i.guid for i in parsed.items])
             fresh = [i for i in parsed.items if known.get(i.guid) != i.content_hash]
             analyses = await asyncio.to_thread(self.analyser.analyse, fresh, source)
             outcome = PollOutcome(source.id, "ok", seen_items=len(parsed.items), warning=parsed.warning,
                                   http_status=fetched.status)
-            record = PollRecord(outcome, source.url, now, self._next_due(source, now, 0),
+            record = PollRecord(outcome, redact(source.url), now, self._next_due(source, now, 0),
                                 fetched.validators, fresh, analyses)
-            new, changed = self.store.save_poll(record)
+            new, changed = await self.stored(self.store.save_poll, record)
             outcome = replace(outcome, new_items=new, changed_items=changed)
         except SourceError as e:
             status = getattr(e, "http_status", None)
-            outcome = PollOutcome(source.id, e.status, error=str(e), http_status=status)
-            return self._record(source, state, now, outcome, e)
+            outcome = PollOutcome(source.id, e.status, error=redact(str(e)), http_status=status)
+            return await self._record(source, state, now, outcome, e)
         except (StoreError, asyncio.CancelledError):
             raise
         except Exception as e:  # a bug or a library surprise: recorded for this source, never fatal
             log.exception("%s: unexpected error", source.id)
-            error = SourceError(f"unexpected error ({type(e).__name__}: {e}); please report it")
-            return self._record(source, state, now, PollOutcome(source.id, "failing", error=str(error)), error)
+            error = SourceError(redact(f"unexpected error ({type(e).__name__}: {e}); please report it"))
+            return await self._record(source, state, now, PollOutcome(source.id, "failing", error=str(error)), error)
         log.info("%s: %d new, %d changed, %d in feed", source.id, outcome.new_items, outcome.changed_items,
                  outcome.seen_items)
         return outcome
 
-    def _record(self, source: Source, state: SourceState, now: datetime, outcome: PollOutcome,
-                error: SourceError | None = None) -> PollOutcome:
+    async def _record(self, source: Source, state: SourceState, now: datetime, outcome: PollOutcome,
+                      error: SourceError | None = None) -> PollOutcome:
         failures = state.consecutive_failures + 1 if error else 0
         next_due = self._next_due(source, now, failures, getattr(error, "retry_after", None))
-        self.store.save_poll(PollRecord(outcome, source.url, now, next_due))
+        await self.stored(self.store.save_poll, PollRecord(outcome, redact(source.url), now, next_due))
         if error:
-            log.warning("%s: %s", source.id, redact(str(error)))
+            log.warning("%s: %s", source.id, outcome.error)
         return outcome
 
     def _next_due(self, source: Source, now: datetime, failures: int, retry_after: float | None = None) -> datetime:
@@ -117,7 +135,10 @@ async def drain(tasks: Sequence[asyncio.Task], grace: float) -> None:
         await asyncio.gather(*late, return_exceptions=True)
 
 
+_USERINFO = re.compile(r"(\w+://)[^/\s?#@]*?(:[^/\s?#@]*)?@")
+
+
 def redact(text: str) -> str:
-    """Hide credentials written into URLs (https://user:secret@host) before they reach a log."""
-    return re.sub(r"(\w+://)[^/\s:@]+:[^/\s@]+@", r"\1***:***@", text)
+    """Hide credentials written into URLs (https://user:secret@host, https://token@host) wherever shown."""
+    return _USERINFO.sub(lambda m: f"{m[1]}***:***@" if m[2] else f"{m[1]}***@", text)
 

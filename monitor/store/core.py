@@ -14,10 +14,12 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -85,21 +87,34 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path, readonly: bool = False) -> Store:
+    def open(cls, path: str | Path, readonly: bool = False, verify: bool = False) -> Store:
+        """Open (and, unless `readonly`, create or migrate) the database. A reader never creates a file.
+
+        `verify` runs SQLite's quick_check first (about 0.3 s per 100,000 items), so that a damaged
+        file is refused before anything is written to it; commands that write once per process use it.
+        """
         path = Path(path)
-        _refuse_foreign(path)
+        if readonly and not path.is_file():
+            raise StoreError(f"no database at {path} yet: `diplowatch poll` or `diplowatch run` creates it")
+        _refuse_a_file_as_folder(path)
+        _refuse_foreign(path, verify)
+        conn = None
         try:
             if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = _connect(path, readonly)
             store = cls(sqlite_utils.Database(conn), path)
-            store._configure()
-            if not readonly:
-                store._migrate()
+            store._configure(readonly)
+            store._require_tables() if readonly else store._migrate()
         except sqlite3.DatabaseError as e:
+            _close_quietly(conn)
             raise _as_store_error(e, path) from None
         except OSError as e:
+            _close_quietly(conn)
             raise StoreError(f"{path}: cannot open the database: {e}") from None
+        except StoreError:
+            _close_quietly(conn)
+            raise
         return store
 
     def close(self) -> None:
@@ -111,21 +126,26 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _configure(self) -> None:
+    def _configure(self, readonly: bool = False) -> None:
         conn = self.db.conn
         conn.execute("PRAGMA busy_timeout = 30000")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if not readonly and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
 
-    def _migrate(self) -> None:
+    def _require_tables(self) -> None:
+        if self._version() == 0:
+            raise StoreError(f"{self.path} has no diplowatch tables yet: `diplowatch poll` or `run` creates them")
+
+    def _version(self) -> int:
         version = self.db.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer diplowatch (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}): upgrade diplowatch"
-            )
+            raise _newer(self.path, version)
+        return version
+
+    def _migrate(self) -> None:
+        version = self._version()
         for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.write():
                 step(self.db)
@@ -136,13 +156,17 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks upgrading."""
         conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite has already rolled back after SQLITE_FULL and some I/O errors
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:  # a full disk, a read-only file, a lock held too long: for people
+            raise _as_store_error(e, self.path) from None
 
     # -- sources ---------------------------------------------------------------------------
 
@@ -228,7 +252,7 @@ class Store:
                 )
                 _update_item(conn, item_id, item, analysis, now)
                 changed += 1
-            _write_analysis(conn, item_id, analysis, now)
+            _write_analysis(conn, item_id, analysis, now, new=row is None)
         return new, changed
 
     def sources_health(self) -> dict[str, dict[str, Any]]:
@@ -239,16 +263,61 @@ class Store:
 
     def search(self, query: SearchQuery) -> Iterator[dict[str, Any]]:
         """Items matching `query`, newest first, as plain dicts ready for output."""
-        sql, params = _search_sql(query)
         try:
-            cursor = self.db.conn.execute(sql, params)
-            columns = [c[0] for c in cursor.description]
-            for row in cursor:
-                yield _output_row(dict(zip(columns, row, strict=True)))
+            if query.limit is None:  # every match, streamed (export)
+                yield from self._rows(*_search_sql(query, self._dense_filters(query), _COLUMNS))
+            else:
+                yield from self._rows_of(self._page_ids(query))
         except sqlite3.OperationalError as e:
-            if query.text and not any(w in str(e) for w in ("locked", "disk", "readonly", "memory")):
+            if query.text and not any(w in str(e) for w in ("locked", "disk", "readonly", "memory", "no such")):
                 raise QueryError(_query_hint(query.text, e)) from None  # FTS5's own syntax errors
             raise _as_store_error(e, self.path) from None
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        cursor = self.db.conn.execute(sql, params)
+        columns = [c[0] for c in cursor.description]
+        for row in cursor:
+            yield _output_row(dict(zip(columns, row, strict=True)))
+
+    def _rows_of(self, ids: Sequence[int]) -> Iterator[dict[str, Any]]:
+        """The output rows of `ids`, in that order: wide columns and per-item subqueries for a page only."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = f"SELECT {_COLUMNS} FROM items WHERE items.id IN ({','.join('?' * len(chunk))})"
+            rows = {row["id"]: row for row in self._rows(sql, chunk)}
+            yield from (rows[i] for i in chunk if i in rows)
+
+    def _page_ids(self, q: SearchQuery) -> list[int]:
+        """The ids of one page, found on narrow index rows.
+
+        A text query is first run over the newest ids only, in windows growing fourfold. A window's
+        page is the true page once it is full and no older id sorts above its last row (ids grow
+        with first_seen, and sort_time is never after first_seen, so this is rare, but checked).
+        """
+        dense = self._dense_filters(q)
+        if not (q.text and q.text.strip()) or not q.limit:
+            return [r[0] for r in self.db.conn.execute(*_search_sql(q, dense, "items.id"))]
+        newest = self.db.conn.execute("SELECT max(rowid) FROM items_fts").fetchone()[0] or 0
+        span = _FIRST_WINDOW
+        while True:
+            low = newest - span
+            rows = self.db.conn.execute(*_search_sql(q, dense, "items.id, items.sort_time", low)).fetchall()
+            if low <= 0 or (len(rows) == q.limit and not self._sorts_above(rows[-1][1], low)):
+                return [r[0] for r in rows]
+            span *= 4
+
+    def _sorts_above(self, sort_time: str, low: int) -> bool:
+        sql = "SELECT 1 FROM items INDEXED BY items_sort_time WHERE sort_time > ? AND id <= ? LIMIT 1"
+        return self.db.conn.execute(sql, (sort_time, low)).fetchone() is not None
+
+    def _dense_filters(self, q: SearchQuery) -> frozenset[str]:
+        """The entity and match filters that hold many items: tested per item rather than listed first."""
+        dense = set()
+        for name, (table, condition, _, values) in _list_filters(q).items():
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {condition} LIMIT {_DENSE})"
+            if self.db.conn.execute(sql, values).fetchone()[0] >= _DENSE:
+                dense.add(name)
+        return frozenset(dense)
 
     def item_batches(self, since: str | None = None, size: int = 1000) -> Iterator[list[dict[str, Any]]]:
         """Stored items in id order, `size` at a time (for re-running rules over history)."""
@@ -315,28 +384,41 @@ def _update_item(conn: sqlite3.Connection, item_id: int, item: Item, analysis: A
     )
 
 
-def _write_analysis(conn: sqlite3.Connection, item_id: int, analysis: Analysis, now: str) -> None:
-    conn.execute("DELETE FROM entities WHERE item_id = ?", (item_id,))
+def _write_analysis(conn: sqlite3.Connection, item_id: int, analysis: Analysis, now: str, new: bool = False) -> None:
+    """The item's entities and matches; a `new` item has none stored yet, so nothing is looked up or deleted."""
+    if not new:
+        conn.execute("DELETE FROM entities WHERE item_id = ?", (item_id,))
     rows = [(item_id, "country", c) for c in analysis.countries] + [(item_id, "org", o) for o in analysis.orgs]
     conn.executemany("INSERT OR IGNORE INTO entities (item_id, kind, value) VALUES (?, ?, ?)", rows)
-    replace_matches(conn, item_id, analysis.matches, now)
+    replace_matches(conn, item_id, analysis.matches, now, new)
 
 
-def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[Any], now: str) -> None:
+def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[Any], now: str,
+                    new: bool = False) -> None:
     """Keep the matches of rules that still fire (their first match time), add new ones, drop the rest."""
-    fired = {m.rule for m in matches}
-    stored = {r[0] for r in conn.execute("SELECT rule FROM matches WHERE item_id = ?", (item_id,))}
-    for rule in stored - fired:
-        conn.execute("DELETE FROM matches WHERE item_id = ? AND rule = ?", (item_id, rule))
-    for m in matches:
-        conn.execute(
-            """INSERT INTO matches (item_id, rule, topic, hits, snippet, marks, matched_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (item_id, rule) DO UPDATE SET topic = excluded.topic, hits = excluded.hits,
-                 snippet = excluded.snippet, marks = excluded.marks""",
-            (item_id, m.rule, m.topic, json.dumps([asdict(h) for h in m.hits], ensure_ascii=False),
-             m.snippet, json.dumps([list(s) for s in m.marks]), now),
-        )
+    if not new:
+        fired = {m.rule for m in matches}
+        stored = {r[0] for r in conn.execute("SELECT rule FROM matches WHERE item_id = ?", (item_id,))}
+        for rule in stored - fired:
+            conn.execute("DELETE FROM matches WHERE item_id = ? AND rule = ?", (item_id, rule))
+    conn.executemany(
+        """INSERT INTO matches (item_id, rule, topic, hits, snippet, marks, matched_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (item_id, rule) DO UPDATE SET topic = excluded.topic, hits = excluded.hits,
+             snippet = excluded.snippet, marks = excluded.marks""",
+        [(item_id, m.rule, m.topic, json.dumps([_fields_of(h) for h in m.hits], ensure_ascii=False),
+          m.snippet, json.dumps([list(s) for s in m.marks]), now) for m in matches],
+    )
+
+
+def _fields_of(hit: Any) -> dict[str, Any]:
+    """asdict() for a flat dataclass (a Hit), without its recursive deep copy: half of storing an item."""
+    return {name: getattr(hit, name) for name in _field_names(type(hit))}
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def _json(values: Sequence[str]) -> str:
@@ -368,27 +450,56 @@ def fts_query(text: str) -> str:
     return text
 
 
-def _search_sql(q: SearchQuery) -> tuple[str, list[Any]]:
-    where, params, joins = [], [], ""
+_COLUMNS = """items.*, (SELECT json_group_array(rule) FROM matches WHERE item_id = items.id) AS rules,
+    (SELECT json_group_array(DISTINCT topic) FROM matches WHERE item_id = items.id) AS topics"""
+_FIRST_WINDOW = 4000  # newest ids a text query looks at first
+_DENSE = 5000  # a filter naming at least this many items is tested per item, not listed
+
+
+def _list_filters(q: SearchQuery) -> dict[str, tuple[str, str, str, list[str]]]:
+    """Filters on entities and matches: name -> (table, condition to list, condition per item, parameters).
+
+    Per item, a match is looked up by its item_id (the unary + keeps SQLite off the rule/topic index).
+    """
+    out = {}
+    for kind, values in (("country", q.countries), ("org", q.orgs)):
+        if values:
+            condition = f"kind = '{kind}' AND value IN ({','.join('?' * len(values))})"
+            out[kind] = ("entities", condition, condition, [v.upper() for v in values])
+    for column, values in (("rule", q.rules), ("topic", q.topics)):
+        if values:
+            marks = ",".join("?" * len(values))
+            out[column] = ("matches", f"{column} IN ({marks})", f"+{column} IN ({marks})", list(values))
+    return out
+
+
+def _search_sql(q: SearchQuery, dense: frozenset[str], columns: str, above_id: int | None = None
+                ) -> tuple[str, list[Any]]:
+    """SELECT `columns` of the matching items, newest first; LIMIT/OFFSET when the query has a limit.
+
+    A sparse filter lists its items first (IN); a dense one is tested per item (EXISTS), so a page
+    is read off the sort_time index. With text, FTS5 drives, and sort_time is read from the narrow
+    (id, sort_time) index rather than from each wide row.
+    """
+    where, params, joins, table = [], [], "", "items"
     if q.text and q.text.strip():
         joins = "JOIN items_fts ON items_fts.rowid = items.id"
+        table = "items INDEXED BY items_id_sort_time" if columns != _COLUMNS else "items"
         where.append("items_fts MATCH ?")
         params.append(fts_query(q.text))
+        if above_id is not None:
+            where.append("items_fts.rowid > ?")
+            params.append(above_id)
     for column, values in (("items.source", q.sources), ("items.lang", q.langs), ("items.doc_type", q.doc_types)):
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
             params.extend(values)
-    for kind, values in (("country", q.countries), ("org", q.orgs)):
-        if values:
-            where.append(
-                f"items.id IN (SELECT item_id FROM entities WHERE kind = '{kind}' "
-                f"AND value IN ({','.join('?' * len(values))}))"
-            )
-            params.extend(v.upper() for v in values)
-    for column, values in (("rule", q.rules), ("topic", q.topics)):
-        if values:
-            where.append(f"items.id IN (SELECT item_id FROM matches WHERE {column} IN ({','.join('?' * len(values))}))")
-            params.extend(values)
+    for name, (filter_table, listed, tested, values) in _list_filters(q).items():
+        if name in dense:
+            where.append(f"EXISTS (SELECT 1 FROM {filter_table} WHERE {tested} AND item_id = items.id)")
+        else:
+            where.append(f"items.id IN (SELECT item_id FROM {filter_table} WHERE {listed})")
+        params.extend(values)
     if q.matched:
         where.append("EXISTS (SELECT 1 FROM matches WHERE matches.item_id = items.id)")
     if q.since:
@@ -397,9 +508,7 @@ def _search_sql(q: SearchQuery) -> tuple[str, list[Any]]:
     if q.until:
         where.append("items.sort_time < ?")
         params.append(q.until)
-    sql = f"""SELECT items.*, (SELECT json_group_array(rule) FROM matches WHERE item_id = items.id) AS rules,
-                     (SELECT json_group_array(DISTINCT topic) FROM matches WHERE item_id = items.id) AS topics
-              FROM items {joins} {"WHERE " + " AND ".join(where) if where else ""}
+    sql = f"""SELECT {columns} FROM {table} {joins} {"WHERE " + " AND ".join(where) if where else ""}
               ORDER BY items.sort_time DESC, items.id DESC"""
     if q.limit is not None:
         sql += " LIMIT ? OFFSET ?"
@@ -437,8 +546,16 @@ def _query_hint(text: str | None, error: Exception) -> str:
 # -- opening safely ----------------------------------------------------------------------------
 
 
-def _refuse_foreign(path: Path) -> None:
-    """Never open (let alone migrate) a file that is not a diplowatch database."""
+def _refuse_a_file_as_folder(path: Path) -> None:
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise StoreError(f"{path}: cannot create the database: {folder} is a file, not a folder")
+            return
+
+
+def _refuse_foreign(path: Path, verify: bool = False) -> None:
+    """Never open (let alone migrate) a file that is not a diplowatch database, or (`verify`) a damaged one."""
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb") as f:
@@ -448,19 +565,69 @@ def _refuse_foreign(path: Path) -> None:
             f"{path} is not an SQLite database (damaged, or some other file): refusing to touch it; "
             "move it away or point --db at another path"
         )
-    app_id, user_version, tables = _identity(path)
+    sidecars = [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not p.exists()]
+    try:
+        app_id, user_version, tables = _identity(path, verify)
+    except StoreError:
+        _remove_empty_sidecars(sidecars)
+        raise
     if app_id != APPLICATION_ID and (app_id != 0 or user_version != 0 or tables):
+        _remove_empty_sidecars(sidecars)
         raise NotOurDatabase(
             f"{path} is an SQLite database of another program (application_id {app_id}): refusing to "
             "touch it; point --db at another path"
         )
+    if user_version > SCHEMA_VERSION:
+        _remove_empty_sidecars(sidecars)
+        raise _newer(path, user_version)
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    """application_id, user_version and table count, read through SQLite (the WAL may hold them)."""
+def _newer(path: Path, version: int) -> StoreError:
+    return StoreError(f"{path} was written by a newer diplowatch (schema {version}, this one knows "
+                      f"{SCHEMA_VERSION}): upgrade diplowatch; the file was not modified")
+
+
+def _remove_empty_sidecars(created: Sequence[Path]) -> None:
+    """Reading a WAL-mode file creates its -wal and -shm; a refused file is left as we found it."""
+    wal = [p for p in created if p.name.endswith("-wal")]
+    if all(p.exists() and p.stat().st_size == 0 for p in wal):  # an empty WAL holds nothing: no data lost
+        for sidecar in created:
+            sidecar.unlink(missing_ok=True)
+
+
+def _connect(path: Path, readonly: bool, timeout: float = 30) -> sqlite3.Connection:
+    """A connection; a reader's is read-only (mode=ro), and immutable on storage no one can write."""
+    if not readonly:
+        return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # WAL needs its -shm: fails on read-only storage
+        return conn
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+    # read-only storage (a backup, a read-only volume): nobody can write the file, so reading it as immutable is safe
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=timeout, isolation_level=None,
+                           check_same_thread=False)
+
+
+def _close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        conn.close()
+
+
+def _identity(path: Path, verify: bool = False) -> tuple[int, int, int]:
+    """application_id, user_version and table count, read through SQLite (the WAL may hold them).
+
+    Read-only on purpose: a read-write connection would checkpoint the WAL into a damaged file on close.
+    """
+    try:
+        conn = _connect(path, readonly=True)
         try:
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")] if verify else ["ok"]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(problems)}")
             return (conn.execute("PRAGMA application_id").fetchone()[0],
                     conn.execute("PRAGMA user_version").fetchone()[0],
                     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
@@ -474,8 +641,9 @@ def _as_store_error(error: sqlite3.DatabaseError, path: Path) -> StoreError:
     text = str(error)
     if "malformed" in text or "not a database" in text or "corrupt" in text:
         return CorruptDatabase(f"{path} is damaged ({text}): it was not modified; restore a backup")
-    if "readonly" in text or "read-only" in text:
-        return StoreError(f"{path}: the database is read-only ({text})")
+    if "readonly" in text or ("unable to open" in text and not os.access(path.parent, os.W_OK)):
+        return StoreError(f"{path}: the database or its folder is read-only ({text}); diplowatch writes the "
+                          "database and its -wal and -shm files there: give it a writable volume")
     if "disk is full" in text or "full" in text:
         return StoreError(f"{path}: the disk is full ({text}); nothing was half-written")
     return StoreError(f"{path}: {text}")
@@ -488,8 +656,13 @@ def run_lock(db_path: str | Path) -> Iterator[None]:
     An OS file lock: the kernel releases it when the process dies, even by kill -9.
     """
     lock_path = Path(f"{db_path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    _refuse_a_file_as_folder(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StoreError(f"{lock_path}: cannot create the lock file of `run` ({e.strerror}); the database's "
+                         "folder must be writable") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

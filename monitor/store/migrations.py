@@ -143,4 +143,9 @@ def _v2_outbox(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_initial, _v2_outbox)
+def _v3_search_index(db: sqlite_utils.Database) -> None:
+    """sort_time by id, for ordering full-text matches without reading each wide item row."""
+    _run(db, "CREATE INDEX items_id_sort_time ON items (id, sort_time)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_initial, _v2_outbox, _v3_search_index)
