@@ -108,3 +108,15 @@ class FeedFarm:
 @pytest.fixture
 def farm(httpserver: Any) -> FeedFarm:
     return FeedFarm(httpserver)
+
+
+@pytest.fixture
+def threaded_server() -> Any:
+    """A real HTTP server on 127.0.0.1 that answers requests concurrently (pytest-httpserver's is serial)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,12 +74,8 @@ class GrowingFarm:
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpserver = HTTPServer(host="127.0.0.1", threaded=True)
-    httpserver.start()
-    yield httpserver
-    httpserver.clear()
-    httpserver.stop()
+def server(threaded_server: HTTPServer) -> HTTPServer:
+    return threaded_server
 
 
 def _start(args: list[str], command: str) -> subprocess.Popen[bytes]:

@@ -8,6 +8,7 @@ or from small raw-socket servers for what HTTP servers will not do: never answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from tests.conftest import DATA, REPO, run_cli, write_config
 
@@ -129,11 +130,8 @@ class RawServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self.behave(conn, self.stop)
-            except OSError:
-                pass  # the client gave up on us, as it should
+        with conn, contextlib.suppress(OSError):  # the client gave up on us, as it should
+            self.behave(conn, self.stop)
 
     def close(self) -> None:
         self.stop.set()
@@ -177,12 +175,8 @@ def closed_port() -> Iterator[int]:
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpserver = HTTPServer(host="127.0.0.1", threaded=True)
-    httpserver.start()
-    yield httpserver
-    httpserver.clear()
-    httpserver.stop()
+def server(threaded_server: HTTPServer) -> HTTPServer:
+    return threaded_server
 
 
 # -- what each bad source is and what must be recorded for it -----------------------------------
@@ -385,7 +379,8 @@ def test_a_slow_save_never_times_out_the_other_polls(server: HTTPServer, tmp_pat
     server.expect_request("/big").respond_with_data(good_feed(0))
     server.expect_request("/other").respond_with_handler(
         lambda _request: (saving.wait(10), Response(good_feed(1), content_type="application/rss+xml"))[1])
-    config = Config(sources=(Source(id="big", url=server.url_for("/big")), Source(id="other", url=server.url_for("/other"))),
+    sources = (Source(id="big", url=server.url_for("/big")), Source(id="other", url=server.url_for("/other")))
+    config = Config(sources=sources,
                     settings={"read_timeout": 5, "fetch_deadline": 1.5})
 
     with Store.open(tmp_path / "dw.db") as store:

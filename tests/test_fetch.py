@@ -183,15 +183,6 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds
 
 
-@pytest.fixture
-def threaded_server() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 @pytest.mark.parametrize(("per_host", "concurrency", "expected_max"), [(2, 10, 2), (10, 3, 3), (8, 8, 8)])
 def test_concurrency_is_bounded(threaded_server: HTTPServer, per_host: int, concurrency: int,
                                 expected_max: int) -> None:
