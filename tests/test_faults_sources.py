@@ -146,9 +146,9 @@ def never_answers(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def trickles(conn: socket.socket, stop: threading.Event) -> None:
-    """Headers, then one byte a second: every read is quick, the whole answer never comes."""
+    """Headers, then a byte every 0.3 s: each read beats the 1 s read timeout, the whole answer never comes."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 100000\r\n\r\n")
-    while not stop.wait(1.0):
+    while not stop.wait(0.3):
         conn.sendall(b" ")
 
 
