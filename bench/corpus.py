@@ -34,7 +34,7 @@ class Text:
 @cache
 def texts_by_lang() -> dict[str, tuple[Text, ...]]:
     pool: dict[str, list[Text]] = {}
-    for path in sorted(TEXTS.glob("*.jsonl")):
+    for path in sorted(p for p in TEXTS.glob("*.jsonl") if not p.name.startswith("holdout")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)

@@ -3,7 +3,8 @@
     python bench/detection.py [FILE ...] [--errors] [--json PATH]
 
 Each FILE is JSON Lines with `title`, `text`, `language`, `label` (relevant | not_relevant)
-and an optional `note`; the default is every tests/data/detection/*.jsonl. A text counts as
+and an optional `note`; the default is every tests/data/detection/*.jsonl but the blind holdout*.jsonl
+sets, which are read only when named. A text counts as
 relevant when any rule fires. Two baselines run on the same texts for comparison: a naive
 multilingual keyword list and an English-only `cyber OR "information security"` alert.
 """
@@ -196,7 +197,9 @@ def errors(examples: Sequence[Example], fired: Sequence[list[str]]) -> list[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    paths = [Path(p) for p in args.files] or sorted(ROOT.glob(DEFAULT_GLOB))
+    # blind sets (holdout*.jsonl) are read only when named, so tuning never sees them by accident
+    tuning = sorted(p for p in ROOT.glob(DEFAULT_GLOB) if not p.name.startswith("holdout"))
+    paths = [Path(p) for p in args.files] or tuning
     examples = [example for path in paths for example in load_examples(path)]
     matchers = classifiers()
     results = evaluate(examples, matchers)

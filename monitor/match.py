@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -30,13 +30,14 @@ from itertools import pairwise
 from monitor.textnorm import (
     MARKS,
     SUBSTRING,
+    WORD,
+    WORD_CHAR,
     Normaliser,
     NormText,
     WordPositions,
     continues_word,
     fold,
     is_substring_script,
-    token_at,
 )
 
 FIELDS = ("title", "text")
@@ -50,6 +51,10 @@ _ARABIC_LEAD = "(?:[وف]?[بكل]?(?:ال)?|[وف]?لل)"  # conjunction, prepo
 _ARABIC_CLITICS = frozenset("وفبكلا")
 _PREFIX_KEY = 3  # wildcard prefixes are bucketed by their first characters
 _WHITESPACE = re.compile(r"\s")
+_ARABIC_LETTER = re.compile("[\u0600-\u06ff]")
+_ASCII_WORD_CHAR = "[A-Za-z0-9_]"  # what \w is on ASCII text
+# A letter or mark outside ASCII: where there is none, word boundaries are ASCII ones.
+_NON_ASCII_LETTER = re.compile(f"[^\\W\\x00-\\x7f]|[{MARKS}]")
 
 
 class RuleError(ValueError):
@@ -113,6 +118,7 @@ class _Alt:
     anchor: str | None  # None: a /regex/, searched through the whole text
     prefix: bool = False
     bounded: bool = False  # must end at a word end (checked after matching)
+    follow: str = ""  # CJK & co.: the character that must follow the anchor character, if known
 
 
 def _alternatives(term: str) -> list[str]:
@@ -168,7 +174,18 @@ def _compile_words(text: str) -> _Alt:
         parts.append(_inner_pattern(after.group()))
     pattern = "".join(parts)
     bounded = not is_substring_script(words[-1][0])
-    return _Alt(f"words:{pattern}:{bounded}", re.compile(pattern), anchor.split("*")[0], "*" in anchor, bounded)
+    follow = _follow(pieces)
+    return _Alt(
+        f"words:{pattern}:{bounded}", re.compile(pattern), anchor.split("*")[0], "*" in anchor, bounded, follow
+    )
+
+
+def _follow(pieces: Sequence[re.Match[str]]) -> str:
+    """For a term starting with two adjacent substring-script characters, the second one."""
+    if len(pieces) < 2 or pieces[0].end() != pieces[1].start():
+        return ""
+    first, second = pieces[0].group(), pieces[1].group()
+    return second[0] if is_substring_script(first[0]) and is_substring_script(second[0]) else ""
 
 
 def _anchor(word: str) -> tuple[str, str]:
@@ -254,7 +271,9 @@ class _Scanner:
     """Finds every alternative in folded text.
 
     One trie-shaped regex finds, at C speed, the words where some alternative may start
-    (an Aho-Corasick-like pass); only there are the alternatives' own patterns tried.
+    (an Aho-Corasick-like pass) and yields each of them whole; only there are the
+    alternatives' own patterns tried. Substring scripts (CJK & co.) have no words: there,
+    the first two characters pick the candidates.
     """
 
     MEMO_LIMIT = 500_000  # distinct words remembered before the memo starts afresh
@@ -263,23 +282,21 @@ class _Scanner:
         self.index = index
         self.patterns = tuple(alt.pattern for alt in index.alts)
         self.bounded = tuple(alt.bounded for alt in index.alts)
-        self.anchors = _anchor_regexes(index.alts)
+        self.words_regex, self.arabic_regex, self.chars_regex = _anchor_regexes(index.alts)
+        self.ascii_words_regex = _ascii_words_regex(index.alts)
         self.memo: dict[str, tuple[int, ...]] = {}
 
     def scan(self, text: str) -> dict[int, list[tuple[int, int]]]:
         """number of alternative -> its spans in `text`."""
         found: dict[int, list[tuple[int, int]]] = {}
-        memo, patterns = self.memo, self.patterns
-        regexes = self.anchors if not text.isascii() else self.anchors[:1]
-        starts = (anchor.start() for regex in regexes for anchor in regex.finditer(text))
-        for start in starts:
-            word = token_at(text, start)
+        memo, patterns, bounded = self.memo, self.patterns, self.bounded
+        for start, word in self._anchors(text):
             numbers = memo.get(word)
             if numbers is None:
                 numbers = self._remember(word)
             for number in numbers:
                 hit = patterns[number].match(text, start)
-                if hit is not None and not (self.bounded[number] and continues_word(text, hit.end())):
+                if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
                     _record(found, number, hit.span())
         for number in self.index.searched:
             for hit in patterns[number].finditer(text):
@@ -287,35 +304,84 @@ class _Scanner:
                     _record(found, number, hit.span())
         return found
 
+    def _anchors(self, text: str) -> Iterator[tuple[int, str]]:
+        """(start, word) where some alternative may start; a substring script's "word" is
+        the anchor character and the one after it."""
+        ascii_letters = text.isascii() or _NON_ASCII_LETTER.search(text) is None
+        words_regex = self.ascii_words_regex if ascii_letters else self.words_regex
+        if words_regex is not None:
+            for anchor in words_regex.finditer(text):
+                yield anchor.start(), anchor.group()
+        if ascii_letters:
+            return  # no Arabic, no substring script
+        if self.arabic_regex is not None and _ARABIC_LETTER.search(text) is not None:
+            for anchor in self.arabic_regex.finditer(text):
+                yield anchor.start(), anchor.group()
+        if self.chars_regex is not None:
+            for anchor in self.chars_regex.finditer(text):
+                start = anchor.start()
+                yield start, text[start : start + 2]
+
     def _remember(self, word: str) -> tuple[int, ...]:
+        """Candidates for a word, or for the one or two characters of a substring script."""
         if len(self.memo) >= self.MEMO_LIMIT:
             self.memo.clear()
-        numbers = self.memo[word] = self.index.token_candidates(word)
+        if is_substring_script(word[0]):
+            alts = self.index.alts
+            follows = word[1:]
+            numbers = tuple(n for n in self.index.words.get(word[0], ()) if alts[n].follow in ("", follows))
+        else:
+            numbers = self.index.token_candidates(word)
+        self.memo[word] = numbers
         return numbers
 
 
-def _anchor_regexes(alts: Sequence[_Alt]) -> tuple[re.Pattern[str], ...]:
+def _anchor_regexes(alts: Sequence[_Alt]) -> tuple[re.Pattern[str] | None, ...]:
     """Regexes matching where some alternative may begin: spaced words, Arabic, CJK & co.
 
-    Each starts with a lookahead on the possible first characters, which lets the regex
-    engine skip all other positions quickly.
+    The first two match whole words that are an anchor or begin with a prefix* anchor
+    (Arabic: after its clitics); they start with a lookahead on the possible first
+    characters, which lets the regex engine skip all other positions quickly. The third
+    matches a character of a substring script that some anchor is, checking the character
+    after it when that is known.
     """
-    spaced: set[str] = set()
-    arabic: set[str] = set()
-    chars: set[str] = set()
+    spaced: dict[str, bool] = {}  # anchor -> may the word go on after it (prefix*)
+    arabic: dict[str, bool] = {}
+    follows: dict[str, set[str]] = {}
     for alt in alts:
         if alt.anchor is not None and is_substring_script(alt.anchor[0]):
-            chars.add(alt.anchor[0])
+            follows.setdefault(alt.anchor[0], set()).add(alt.follow)
         elif alt.anchor is not None:
-            (arabic if "\u0600" <= alt.anchor[0] <= "\u06ff" else spaced).add(alt.anchor)
-    regexes = []
-    if spaced:
-        regexes.append(_word_start({w[0] for w in spaced}) + _trie(spaced))
-    if arabic:
-        regexes.append(_word_start({w[0] for w in arabic} | _ARABIC_CLITICS) + "[وفبكلا]{0,6}" + _trie(arabic))
-    if chars:
-        regexes.append(_char_class(chars))
-    return tuple(re.compile(regex) for regex in regexes)
+            anchors = arabic if "\u0600" <= alt.anchor[0] <= "\u06ff" else spaced
+            anchors[alt.anchor] = anchors.get(alt.anchor, False) or alt.prefix
+    words = _word_start({w[0] for w in spaced}) + f"(?={_trie(spaced)}){WORD}" if spaced else None
+    firsts = {w[0] for w in arabic} | _ARABIC_CLITICS
+    arabic_words = _word_start(firsts) + f"(?=[وفبكلا]{{0,6}}{_trie(arabic)}){WORD}" if arabic else None
+    chars = _chars(follows) if follows else None
+    return tuple(re.compile(regex) if regex is not None else None for regex in (words, arabic_words, chars))
+
+
+def _ascii_words_regex(alts: Sequence[_Alt]) -> re.Pattern[str] | None:
+    """The words regex for texts whose letters are all ASCII: the same matches, with small
+    character classes that the regex engine checks much faster than Unicode ones."""
+    ascii_anchors: dict[str, bool] = {}
+    for alt in alts:
+        if alt.anchor is not None and alt.anchor.isascii():
+            ascii_anchors[alt.anchor] = ascii_anchors.get(alt.anchor, False) or alt.prefix
+    if not ascii_anchors:
+        return None
+    first = _char_class({w[0] for w in ascii_anchors})
+    trie = _trie(ascii_anchors, word_char=_ASCII_WORD_CHAR)
+    return re.compile(f"(?={first})(?<!{_ASCII_WORD_CHAR})(?={trie}){_ASCII_WORD_CHAR}+")
+
+
+def _chars(follows: Mapping[str, set[str]]) -> str:
+    """An anchor character of a substring script, checking the next one when all its terms
+    name it. Only the anchor is consumed: another term may start at the next character."""
+    return "|".join(
+        re.escape(char) + ("" if "" in nexts else "(?=" + _char_class(nexts) + ")")
+        for char, nexts in sorted(follows.items())
+    )
 
 
 def _word_start(first_chars: set[str]) -> str:
@@ -326,22 +392,28 @@ def _char_class(chars: set[str]) -> str:
     return "[" + "".join(re.escape(char) for char in sorted(chars)) + "]"
 
 
-def _trie(words: Iterable[str]) -> str:
-    """Regex of a trie of `words`, each matching any word it begins (a superset is fine:
-    the candidates are checked word by word afterwards)."""
+_EXACT, _PREFIX = "", "*"  # trie leaves: the word ends here / the word may go on
+
+
+def _trie(words: Mapping[str, bool], word_char: str = WORD_CHAR) -> str:
+    """Regex of a trie of `words` (word -> is a prefix): a word matches where it stands
+    whole, a prefix wherever it begins a word. A superset would do (the candidates are
+    checked word by word afterwards); a tight one spares that work."""
     root: dict[str, dict] = {}
-    for word in words:
+    for word, prefix in words.items():
         node = root
         for char in word:
             node = node.setdefault(char, {})
-        node[""] = {}
-    return _trie_node(root)
+        node[_PREFIX if prefix else _EXACT] = {}
+    return _trie_node(root, word_char)
 
 
-def _trie_node(node: dict[str, dict]) -> str:
-    if "" in node:
+def _trie_node(node: dict[str, dict], word_char: str) -> str:
+    if _PREFIX in node:
         return ""
-    branches = [re.escape(char) + _trie_node(child) for char, child in sorted(node.items())]
+    branches = [re.escape(char) + _trie_node(child, word_char) for char, child in sorted(node.items()) if char]
+    if _EXACT in node:
+        branches.append(f"(?!{word_char})")
     if len(branches) == 1:
         return branches[0]
     if all(len(branch) == 1 for branch in branches):
@@ -356,21 +428,49 @@ def _record(found: dict[int, list[tuple[int, int]]], number: int, span: tuple[in
 
 
 class _FieldScan:
-    """One field of one document: its folded text and where each alternative occurs."""
+    """One field of one document: its folded text and where each alternative occurs.
+
+    Rules share alternatives, so what is derived from a hit (its words, its place in the
+    original text) is worked out once per field and alternative.
+    """
 
     def __init__(self, norm: NormText, hits: dict[int, list[tuple[int, int]]]) -> None:
         self.norm = norm
         self.hits = hits
+        self._words: dict[int, list[tuple[float, float]]] = {}
+        self._placed: dict[tuple[int, str, str], list[Hit]] = {}
 
     @cached_property
     def positions(self) -> WordPositions:
         return WordPositions(self.norm.text)
 
+    @cached_property
+    def length(self) -> float:
+        return self.positions.length
+
     def word_spans(self, numbers: frozenset[int], offset: float) -> list[tuple[float, float]]:
         """(first word, last word) of each hit of `numbers`, shifted by `offset` words."""
-        positions = self.positions
-        spans = (span for n, found in self.hits.items() if n in numbers for span in found)
-        return [(positions.first(s) + offset, positions.last(e) + offset) for s, e in spans]
+        return [
+            (first + offset, last + offset)
+            for number in self.hits if number in numbers
+            for first, last in self._words_of(number)
+        ]
+
+    def _words_of(self, number: int) -> list[tuple[float, float]]:
+        words = self._words.get(number)
+        if words is None:
+            positions = self.positions
+            words = self._words[number] = [(positions.first(s), positions.last(e)) for s, e in self.hits[number]]
+        return words
+
+    def hits_of(self, number: int, written: str, field: str) -> list[Hit]:
+        """An alternative's hits, placed in the original text (shared by the rules that match)."""
+        key = (number, written, field)
+        hits = self._placed.get(key)
+        if hits is None:
+            spans = (self.norm.span(s, e) for s, e in self.hits[number])
+            hits = self._placed[key] = [Hit(written, field, begin, end) for begin, end in spans]
+        return hits
 
 
 # ---------------------------------------------------------------- compiling rules
@@ -498,23 +598,34 @@ class Matcher:
     def match(self, doc: Document) -> list[Match]:
         scans = {f: self._scan(getattr(doc, f) or "") for f in self._fields}
         candidates: set[int] = set()
+        rules_by_alt = self._rules_by_alt
         for scan in scans.values():
             for alt in scan.hits:
-                candidates.update(self._rules_by_alt.get(alt, ()))
-        results = (_evaluate(self._compiled[n], doc, scans) for n in sorted(candidates))
-        return [result for result in results if result is not None]
+                rules = rules_by_alt.get(alt)
+                if rules is not None:
+                    candidates.update(rules)
+        fired: dict[tuple[str, ...], set[int]] = {}  # alternatives found, by the fields read
+        matches = []
+        for number in sorted(candidates):
+            rule = self._compiled[number]
+            fields = rule.rule.fields
+            if fields not in fired:
+                fired[fields] = set().union(*(scans[f].hits for f in fields))
+            result = _evaluate(rule, doc, scans, fired[fields])
+            if result is not None:
+                matches.append(result)
+        return matches
 
     def _scan(self, text: str) -> _FieldScan:
         norm = self._normalise(text)
         return _FieldScan(norm, self._scanner.scan(norm.text))
 
 
-def _evaluate(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan]) -> Match | None:
-    fields = [scans[f] for f in rule.rule.fields]
-    fired: set[int] = set().union(*(scan.hits for scan in fields))
+def _evaluate(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan], fired: set[int]) -> Match | None:
+    """The rule's match in `doc`, or None; `fired` holds the alternatives found in its fields."""
     if not (_in_scope(rule, doc) and _terms_fire(rule, fired)):
         return None
-    if rule.rule.near is not None and not _near(rule, fields, rule.rule.near):
+    if rule.rule.near is not None and not _near(rule, [scans[f] for f in rule.rule.fields], rule.rule.near):
         return None
     return _build_match(rule, doc, scans)
 
@@ -524,6 +635,8 @@ def _in_scope(rule: _Rule, doc: Document) -> bool:
         return False
     if rule.langs and doc.lang and not _lang_in(doc.lang, rule.langs):
         return False  # an item of unknown language stays in scope: recall first
+    if not rule.tag_groups:
+        return True
     doc_tags = {(key.casefold(), value.casefold()) for key, value in doc.source_tags}
     return all(any((key, value) in doc_tags for value in values) for key, values in rule.tag_groups)
 
@@ -549,7 +662,7 @@ def _near(rule: _Rule, fields: Sequence[_FieldScan], distance: int) -> bool:
     placed, offset = [], 0.0
     for scan in fields:
         placed.append((scan, offset))
-        offset += scan.positions.length + 1
+        offset += scan.length + 1
     if offset - 1 <= distance:
         return True  # the whole passage is shorter than the distance (terms_fire checked the rest)
     spans = [[span for scan, at in placed for span in scan.word_spans(g, at)] for g in rule.near_groups]
@@ -590,11 +703,10 @@ def _hits(rule: _Rule, scans: Mapping[str, _FieldScan]) -> tuple[Hit, ...]:
     hits: dict[tuple[str, int, int], Hit] = {}
     for name in (f for f in FIELDS if f in rule.rule.fields):
         scan = scans[name]
-        for number, found in scan.hits.items():
+        for number in scan.hits:
             written = rule.written.get(number)
-            for start, end in found if written is not None else ():
-                begin, finish = scan.norm.span(start, end)
-                hits.setdefault((name, begin, finish), Hit(written, name, begin, finish))
+            for hit in scan.hits_of(number, written, name) if written is not None else ():
+                hits.setdefault((name, hit.start, hit.end), hit)
     order = sorted(hits, key=lambda key: (FIELDS.index(key[0]), key[1], key[2]))
     return tuple(hits[key] for key in order)
 

@@ -83,8 +83,10 @@ _IRREGULAR = re.compile(f"[{_irregular_ranges()}]")
 _ACCENT = re.compile(f"[{_accent_ranges()}]")
 # One letter of a spaced script (a word character outside the substring scripts).
 WORD_CHAR = f"(?:[^\\W{SUBSTRING}]|[{MARKS}])"
-# A token: one substring-script character, or a run of word characters.
-_TOKEN = re.compile(f"[{SUBSTRING}]|[^\\W{SUBSTRING}]+(?:[{MARKS}]+[^\\W{SUBSTRING}]*)*")
+# A word of a spaced script: word characters, with the marks inside it.
+WORD = f"[^\\W{SUBSTRING}]+(?:[{MARKS}]+[^\\W{SUBSTRING}]*)*"
+# A token: one substring-script character, or a word.
+_TOKEN = re.compile(f"[{SUBSTRING}]|{WORD}")
 _SUBSTRING_CHAR = re.compile(f"[{SUBSTRING}]")
 _WORD_CHAR = re.compile(WORD_CHAR)
 
