@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from test_web_api import build_database
+
+from tests.conftest import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -43,17 +44,15 @@ def free_port() -> int:
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"serve exited early with {process.returncode}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling a real process with a deadline: nothing to wait on instead
-    raise AssertionError(f"{url}/healthz did not answer within {DEADLINE}s")
+            return False
+
+    wait_until(healthy, timeout=DEADLINE)
 
 
 @pytest.fixture(scope="module")
