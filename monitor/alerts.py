@@ -16,7 +16,7 @@ from typing import Any
 
 from monitor.digest import one_line, templates
 from monitor.models import from_iso
-from monitor.pipeline import redact
+from monitor.redact import redact
 from monitor.store.outbox import DigestRecord, SourceHealth
 
 

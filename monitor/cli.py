@@ -25,7 +25,8 @@ from monitor.config import Config, load_config
 from monitor.errors import ConfigError, DiplowatchError
 from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utcnow
-from monitor.pipeline import Poller, poll_many, redact
+from monitor.pipeline import Poller, poll_many
+from monitor.redact import redact
 from monitor.store import SearchQuery, Store
 from monitor.web.settings import web_options, web_settings
 

@@ -15,7 +15,7 @@ from monitor.digest import Digest, render_text
 from monitor.digest_cycle import DeliveryResult, preview, raise_alerts, run_subscription
 from monitor.errors import DeliveryError
 from monitor.models import utcnow
-from monitor.pipeline import redact
+from monitor.redact import redact
 from monitor.store import Store
 from monitor.store.outbox import Outbox
 

@@ -27,16 +27,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from monitor.config_delivery import SmtpSettings, Subscription, check_delivery
 from monitor.config_types import Duration, Size, Strict, Text
 from monitor.errors import ConfigError, Problem
+from monitor.redact import redact
 
 USER_AGENT = "diplowatch/0.1 (+https://github.com/diplowatch/diplowatch; cyber-diplomacy monitor)"
 MAX_YAML_NODES = 200_000  # an alias bomb expands past this long before it hurts
 MAX_INTERVAL = 365 * 86400.0  # a longer wait is a typo, and past ~2.7 million years datetime overflows
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
-
-
-def redact_url(url: str) -> str:
-    """A source's address with any credentials in it hidden, for messages (https://***@host)."""
-    return re.sub(r"(\w+://)[^/\s?#@]*@", r"\1***@", url)
 
 
 class Selectors(Strict):
@@ -79,16 +75,16 @@ class Source(Strict):
     @classmethod
     def _http_url(cls, url: str) -> str:
         if not re.match(r"^https?://[^/\s?#]+", url):
-            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+            raise ValueError(f"{redact(url)!r} is not an http(s) URL with a host")
         if re.search(r"\s", url):
             raise ValueError("a URL cannot contain spaces")
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 (reading it validates it)
         except ValueError as e:
-            raise ValueError(f"{redact_url(url)!r} is not a valid URL ({e})") from None
+            raise ValueError(f"{redact(url)!r} is not a valid URL ({e})") from None
         if not parts.hostname:
-            raise ValueError(f"{redact_url(url)!r} is not an http(s) URL with a host")
+            raise ValueError(f"{redact(url)!r} is not an http(s) URL with a host")
         return url
 
     @field_validator("interval")

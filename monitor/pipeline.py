@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from monitor.errors import SourceError, StoreError
 from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utcnow
 from monitor.parse import parse
+from monitor.redact import redact
 from monitor.store import PollRecord, SourceState, Store
 
 if TYPE_CHECKING:
@@ -134,11 +134,4 @@ async def drain(tasks: Sequence[asyncio.Task], grace: float) -> None:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
 
-
-_USERINFO = re.compile(r"(\w+://)[^/\s?#@]*?(:[^/\s?#@]*)?@")
-
-
-def redact(text: str) -> str:
-    """Hide credentials written into URLs (https://user:secret@host, https://token@host) wherever shown."""
-    return _USERINFO.sub(lambda m: f"{m[1]}***:***@" if m[2] else f"{m[1]}***@", text)
 

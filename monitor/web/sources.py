@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Config
-from monitor.pipeline import redact
+from monitor.redact import redact
 from monitor.store import Store
 
 _FIELDS = ("status", "last_attempt", "last_success", "last_status", "consecutive_failures", "last_error",
