@@ -7,14 +7,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import DATA, REPO, FeedFarm, run_cli, wait_until, write_config
 
 
-def _start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "monitor", *args, "run"], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+@contextmanager
+def _running(args: list[str], *options: str) -> Iterator[subprocess.Popen[str]]:
+    """`diplowatch run` as a real process; killed at the end if the test did not stop it."""
+    process = subprocess.Popen([sys.executable, "-m", "monitor", *args, "run", *options], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def _health(args: list[str]) -> dict[str, dict]:
@@ -31,8 +41,7 @@ def test_run_polls_on_schedule_refuses_a_twin_and_stops_on_sigterm(tmp_path: Pat
                                                       {"id": "mfa", "url": slow, "interval": "1h"}],
                           settings={"tick": "0.2s"})
     args = ["--config", str(config), "--db", str(tmp_path / "dw.db")]
-    service = _start(args)
-    try:
+    with _running(args) as service:
         wait_until(lambda: farm.hits.get("/state.xml", 0) >= 3, timeout=30)  # polled again and again
         assert farm.hits.get("/slow.xml") == 1  # an hourly source is polled once, not every tick
         twin = run_cli(*args, "run", timeout=30)
@@ -42,26 +51,17 @@ def test_run_polls_on_schedule_refuses_a_twin_and_stops_on_sigterm(tmp_path: Pat
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=15) == 0
         assert time.monotonic() - started < 8
-    finally:
-        if service.poll() is None:
-            service.kill()
-        service.communicate()
     assert farm.not_modified >= 2  # re-polls of an unchanged feed were 304s
 
     # a restart picks up where it left off: the hourly source is not due again
     hits_before = farm.hits["/slow.xml"]
-    again = _start(args)
-    try:
+    with _running(args) as again:
         lock = tmp_path / "dw.db.lock"
         wait_until(lambda: lock.read_text().strip() == str(again.pid), timeout=20)  # it holds the database
         polls = farm.hits["/state.xml"]
         wait_until(lambda: farm.hits["/state.xml"] > polls, timeout=20)  # and polls the due source
         again.send_signal(signal.SIGINT)
         assert again.wait(timeout=15) == 0
-    finally:
-        if again.poll() is None:
-            again.kill()
-        again.communicate()
     assert farm.hits["/slow.xml"] == hits_before
 
 
@@ -76,9 +76,6 @@ def test_run_serve_reports_healthy_and_stops_cleanly(tmp_path: Path, farm: FeedF
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = ["--config", str(config), "--db", str(tmp_path / "dw.db")]
-    service = subprocess.Popen([sys.executable, "-m", "monitor", *args, "run", "--serve", "--port", str(port)],
-                               cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
     def healthz() -> dict | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
@@ -86,12 +83,8 @@ def test_run_serve_reports_healthy_and_stops_cleanly(tmp_path: Path, farm: FeedF
         except OSError:
             return None
 
-    try:
+    with _running(args, "--serve", "--port", str(port)) as service:
         assert wait_until(healthz, timeout=30)
         assert run_cli(*args, "health").returncode == 0  # the heartbeat of `run` is fresh
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=15) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-        service.communicate()
