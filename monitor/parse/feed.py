@@ -34,8 +34,8 @@ ENTITIES_IGNORED = "the feed declares its own XML entities (<!ENTITY>): ignored,
 
 
 def parse_feed(fetched: Fetched, source: Source) -> Parsed:
-    body = _USERLAND_HTTPS.sub(rb'xmlns="http://backend.userland.com/rss2"', fetched.body[:4096], 1)
-    body, declared_entities = _without_entity_declarations(body + fetched.body[4096:])
+    body = _with_userland_http(fetched.body)
+    body, declared_entities = _without_entity_declarations(body)
     if looks_like_html(body):
         raise _html_instead_of_feed(body)
     headers = {"content-type": fetched.content_type or "application/xml", "content-location": fetched.url}
@@ -65,6 +65,14 @@ def _without_entity_declarations(body: bytes) -> tuple[bytes, bool]:
     start = body.find(b"<!DOCTYPE", 0, end)
     start = start if start >= 0 else body.find(b"<!ENTITY", 0, end)
     return body[:start] + body[end:], True
+
+
+def _with_userland_http(body: bytes) -> bytes:
+    """The rare https spelling of the userland namespace, rewritten in the head only; other bodies are not copied."""
+    head = body[:4096]
+    if b"https://backend.userland.com" not in head:
+        return body
+    return _USERLAND_HTTPS.sub(rb'xmlns="http://backend.userland.com/rss2"', head, 1) + body[4096:]
 
 
 def _item(entry: Any, source: Source, base: str, feed_lang: str | None) -> Item | None:
