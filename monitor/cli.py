@@ -29,6 +29,7 @@ from monitor.pipeline import Poller, poll_many
 from monitor.redact import redact
 from monitor.store import SearchQuery, Store
 from monitor.web.settings import web_options, web_settings
+from monitor.workers import Stages, default_workers, stages_for
 
 if TYPE_CHECKING:
     from monitor.analyse import Analyser
@@ -119,8 +120,10 @@ def check(obj: Context) -> None:
 
 @cli.command()
 @click.option("--source", "source_ids", multiple=True, help="Poll only this source id (repeatable).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that parse and match feeds [default: one per CPU core; 0 or 1: none].")
 @click.pass_obj
-def poll(obj: Context, source_ids: tuple[str, ...]) -> None:
+def poll(obj: Context, source_ids: tuple[str, ...], workers: int | None) -> None:
     """Poll every enabled source once, now, then exit."""
     config = obj.config
     sources = _select_sources(config, source_ids)
@@ -128,13 +131,19 @@ def poll(obj: Context, source_ids: tuple[str, ...]) -> None:
         logging.getLogger("monitor.pipeline").setLevel(logging.ERROR)  # the summary below says it once
     analyser = build_analyser(config)
     with obj.store() as store:
-        outcomes = _with_progress(len(sources), lambda tick: asyncio.run(_poll(config, store, analyser, sources, tick)))
+        stages = stages_for(analyser, min(default_workers() if workers is None else workers, len(sources)))
+        try:
+            outcomes = _with_progress(len(sources),
+                                      lambda tick: asyncio.run(_poll(config, store, analyser, stages, sources, tick)))
+        finally:
+            stages.close()
     _print_poll_summary(outcomes)
 
 
-async def _poll(config: Config, store: Store, analyser: Analyser, sources: list, tick: Callable) -> list[PollOutcome]:
+async def _poll(config: Config, store: Store, analyser: Analyser, stages: Stages, sources: list,
+                tick: Callable) -> list[PollOutcome]:
     async with Fetcher(config.settings) as fetcher:
-        return await poll_many(Poller(config, store, analyser, fetcher), sources, on_done=tick)
+        return await poll_many(Poller(config, store, analyser, fetcher, stages), sources, on_done=tick)
 
 
 def _with_progress(total: int, work: Callable[[Callable[[PollOutcome], None]], list[PollOutcome]]) -> list[PollOutcome]:

@@ -18,9 +18,9 @@ from monitor.config import Config, Source
 from monitor.errors import SourceError, StoreError
 from monitor.fetch import Fetcher
 from monitor.models import PollOutcome, utcnow
-from monitor.parse import parse
 from monitor.redact import redact
 from monitor.store import PollRecord, SourceState, Store
+from monitor.workers import InThread, Stages
 
 if TYPE_CHECKING:
     from monitor.analyse import Analyser
@@ -31,14 +31,19 @@ T = TypeVar("T")
 
 @dataclass
 class Poller:
-    """What every poll in one process shares: configuration, store, rules, HTTP client."""
+    """What every poll in one process shares: configuration, store, rules, HTTP client, and where
+    parsing and matching run (a thread of this process unless `stages` says otherwise)."""
 
     config: Config
     store: Store
     analyser: Analyser
     fetcher: Fetcher
+    stages: Stages | None = None
     rng: random.Random = field(default_factory=random.Random)
     _store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.cpu: Stages = self.stages or InThread(self.analyser)
 
     async def stored(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call off the event loop, one at a time on the shared connection.
@@ -60,10 +65,10 @@ class Poller:
             fetched = await self.fetcher.fetch(source, state.validators)
             if fetched.not_modified:
                 return await self._record(source, state, now, PollOutcome(source.id, "unchanged", http_status=304))
-            parsed = await asyncio.to_thread(parse, fetched, source)
+            parsed = await self.cpu.parse(fetched, source)
             known = await self.stored(self.store.known_hashes, source.id, [i.guid for i in parsed.items])
             fresh = [i for i in parsed.items if known.get(i.guid) != i.content_hash]
-            analyses = await asyncio.to_thread(self.analyser.analyse, fresh, source)
+            analyses = await self.cpu.analyse(fresh, source) if fresh else {}
             outcome = PollOutcome(source.id, "ok", seen_items=len(parsed.items), warning=parsed.warning,
                                   http_status=fetched.status)
             record = PollRecord(outcome, redact(source.url), now, self._next_due(source, now, 0),
