@@ -28,7 +28,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The application itself: a small layer on top.
 COPY README.md sources.yaml ./
 COPY monitor/ monitor/
+# -I: the installed package, not /app/monitor; its entity tables are cached as JSON beside them, as
+# Python caches bytecode, so the service (which cannot write there) starts without re-reading YAML
 RUN pip install --no-cache-dir --no-deps . \
+    && python -I -c "from monitor.entities import load_tables; load_tables()" \
     && mkdir -p /app/storage \
     && chown diplowatch:diplowatch /app/storage
 

@@ -1,7 +1,8 @@
 """Countries, organisations and document type named in an item's title and text.
 
-Reads only the bundled tables in monitor/entities_data/ (hand-reviewed YAML); it never touches the
-network or the store, and it never guesses beyond those tables.
+Reads only the bundled tables in monitor/entities_data/ (hand-reviewed YAML), and writes only a JSON
+copy of what it read beside them, in __pycache__/ (see _read); it never touches the network or the
+store, and it never guesses beyond those tables.
 
 How matching works, in one place:
 - Text and aliases are normalised alike: NFKD, combining marks dropped (accents, Arabic vowel marks,
@@ -21,17 +22,22 @@ How matching works, in one place:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
+from ruamel.yaml import __version__ as YAML_VERSION
 from ruamel.yaml.error import YAMLError
 
 from monitor.errors import DiplowatchError
@@ -107,6 +113,9 @@ class Normalised:
 
 
 def normalise(text: str) -> Normalised:
+    if text.isascii():  # a third of items: nothing to decompose, and "`" is the only letter to replace
+        plain = text.replace("`", "'")
+        return Normalised(plain, plain.lower())
     plain = _MARKS.sub("", unicodedata.normalize("NFKD", text))
     for letter, replacement in _LETTERS:  # str.replace is much faster than translate() here
         if letter in plain:
@@ -120,7 +129,7 @@ def normalise(text: str) -> Normalised:
 # ------------------------------------------------------------------------- trie expressions
 
 _WILD, _SEP = "\0*", "\0-"
-_SEP_CHARS = r"\s\-‐‑‒–—"
+_SEP_CHARS = r"\s\-\u2010-\u2014"  # white space, hyphen-minus, and ‐ ‑ ‒ – —
 _ATOM_RE = MappingProxyType({_WILD: r"\w*", _SEP: f"[{_SEP_CHARS}]+"})
 _ARTICLE = "ال"
 
@@ -129,22 +138,22 @@ class _Script(NamedTuple):
     name: str
     prefix: str  # what must or may stand before an alias
     end: str  # what must follow it
+    bounded: bool  # no word character may stand right before it (before the prefix)
 
 
-_BOUNDARY, _END = r"(?<!\w)", r"(?!\w)"
+_END = r"(?!\w)"
 _SCRIPTS = MappingProxyType(
     {
-        "word": _Script("word", _BOUNDARY, _END),
+        "word": _Script("word", "", _END, bounded=True),
         # Arabic: the clitics و ف ب ل ك and the article may be glued on; "لل" is ل + ال.
-        "arabic_article": _Script("arabic_article", _BOUNDARY + r"(?:[وف]?(?:[بك]?ال|لل))", _END),
-        "arabic": _Script("arabic", _BOUNDARY + r"(?:[وف]?(?:[بلك]|[بك]?ال|لل)?)", _END),
-        "cjk": _Script("cjk", "", ""),
+        "arabic_article": _Script("arabic_article", r"(?:[وف]?(?:[بك]?ال|لل))", _END, bounded=True),
+        "arabic": _Script("arabic", r"(?:[وف]?(?:[بلك]|[بك]?ال|لل)?)", _END, bounded=True),
+        "cjk": _Script("cjk", "", "", bounded=False),
     }
 )
-# One expression per family; each starts with a lookahead on a character set, which lets the
-# engine skip other scripts' text at C speed.
+# One expression per family of scripts that start on the same characters; families never overlap.
 _FAMILIES = (("word",), ("arabic_article", "arabic"), ("cjk",))
-_ARABIC_GUARD = "(?=[\u0600-\u06ff])"
+_ARABIC_CHARS = "\u0600-\u06ff"
 
 
 def _script(text: str) -> str:
@@ -156,13 +165,15 @@ def _script(text: str) -> str:
     return "word"
 
 
+_SEP_SPLIT = re.compile(f"([{_SEP_CHARS}]+|\\*)")
+
+
 def _atoms(folded: str) -> tuple[str, ...]:
-    parts = re.split(f"([{_SEP_CHARS}]+|\\*)", folded.strip())
     atoms: list[str] = []
-    for part in parts:
+    for part in _SEP_SPLIT.split(folded.strip()):
         if part == "*":
             atoms.append(_WILD)
-        elif part and re.fullmatch(f"[{_SEP_CHARS}]+", part):
+        elif part and _SEP_RUN.fullmatch(part):
             atoms.append(_SEP)
         else:
             atoms.extend(part)
@@ -174,28 +185,45 @@ class _Node:
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
-        self.aliases: list[Alias] = []  # aliases that end here (same text, maybe other languages)
+        self.aliases: tuple[Alias, ...] = ()  # aliases that end here (same text, maybe other languages)
 
 
 def _insert(root: _Node, atoms: tuple[str, ...], alias: Alias) -> _Node:
     node = root
     for atom in atoms:
-        node = node.children.setdefault(atom, _Node())
-    node.aliases.append(alias)
+        child = node.children.get(atom)
+        if child is None:
+            child = node.children[atom] = _Node()
+        node = child
+    node.aliases = (*node.aliases, alias)
     return node
 
 
-def _emit(node: _Node, end: str) -> str:
-    """The node as a regex: literal branches, then separator, then wildcard, then the end.
+def _emit(node: _Node) -> str:
+    """The node as a regex: literal branches, then separator, then wildcard, then the end ("").
 
-    No capture groups: with thousands of them every match gets slow. `_walk` finds the alias.
+    What must follow an alias is checked once, after the whole trie (see AliasMatcher._family): a
+    failed check backtracks into the trie just as a check at each end would, and the expression is
+    much shorter to compile. No capture groups: with thousands of them every match gets slow.
+    `_walk` finds the alias.
     """
+    chain = []  # a run of nodes with one child and no alias is a plain sequence (most of the trie)
+    while len(node.children) == 1 and not node.aliases:
+        ((atom, node),) = node.children.items()
+        chain.append(_ATOM_RE.get(atom) or _escape(atom))
     literals = sorted(a for a in node.children if a not in (_SEP, _WILD))
-    branches = _bucketed([re.escape(a) + _emit(node.children[a], end) for a in literals], literals)
-    branches += [_ATOM_RE[a] + _emit(node.children[a], end) for a in (_SEP, _WILD) if a in node.children]
+    branches = _bucketed([_escape(a) + _emit(node.children[a]) for a in literals], literals)
+    branches += [_ATOM_RE[a] + _emit(node.children[a]) for a in (_SEP, _WILD) if a in node.children]
     if node.aliases:
-        branches.append(end)
-    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        branches.append("")
+    return "".join(chain) + (branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")")
+
+
+def _escape(char: str) -> str:
+    return "\\" + char if char in _SPECIAL else char  # what re.escape does, without its cost per call
+
+
+_SPECIAL = frozenset("()[]{}?*+-|^$\\.&~# \t\n\r\v\f")
 
 
 _FANOUT = 16
@@ -212,7 +240,7 @@ def _bucketed(branches: list[str], firsts: list[str]) -> list[str]:
         return branches
     size = max(_FANOUT, math.isqrt(len(branches)) + 1)
     return [
-        "(?=[" + "".join(re.escape(c) for c in firsts[i : i + size]) + "])(?:"
+        "(?=[" + "".join(map(_escape, firsts[i : i + size])) + "])(?:"
         + "|".join(branches[i : i + size]) + ")"
         for i in range(0, len(branches), size)
     ]  # fmt: skip
@@ -246,12 +274,20 @@ class Hit(NamedTuple):  # a NamedTuple: made for every match, and much cheaper t
     alias: Alias
 
 
+class _Family(NamedTuple):
+    """One expression for the scripts of a family, and how it is searched."""
+
+    pattern: re.Pattern[str]
+    bounded: bool  # searched in "\n" + text: it reads the character before an alias (see _family)
+    present: re.Pattern[str] | None  # a first character of the family: searched from the first one, if any
+
+
 class AliasMatcher:
     """Finds the aliases of one table in normalised text: leftmost, longest, left to right."""
 
     def __init__(self, aliases: Iterable[Alias]) -> None:
         self._roots = {script: _Node() for script in _SCRIPTS}
-        self._keys: dict[tuple[str, str], _Node] = {}  # (script, "text" or "stem*") -> node
+        self._keys: dict[str, dict[str, _Node]] = {script: {} for script in _SCRIPTS}  # "text" or "stem*" -> node
         for alias in aliases:
             folded = normalise(alias.text).folded
             script = _script(folded)
@@ -260,52 +296,75 @@ class AliasMatcher:
             atoms = _atoms(folded)
             node = _insert(self._roots[script], atoms, alias)
             if _WILD not in atoms[:-1]:
-                key = "".join(" " if a == _SEP else "*" if a == _WILD else a for a in atoms)
-                self._keys[script, key] = node
-        patterns = (self._family_pattern(family) for family in _FAMILIES)
-        self._patterns = tuple(re.compile(p) for p in patterns if p)
+                self._keys[script]["".join(" " if a == _SEP else "*" if a == _WILD else a for a in atoms)] = node
+        self._families = tuple(f for family in _FAMILIES if (f := self._family(family)))
 
-    def _family_pattern(self, family: tuple[str, ...]) -> str:
-        """The scripts' tries side by side; the named group marks the alias proper (after clitics)."""
+    def _family(self, family: tuple[str, ...]) -> _Family | None:
+        """The scripts' tries side by side; the named group marks the alias proper (after clitics).
+
+        Word and Arabic aliases start after a non-word character: the expression reads that character
+        first, so the engine skips the middle of words at C speed instead of trying a match at each
+        letter. Searched in "\\n" + text, where "\\n" stands for the start of the text.
+        """
         used = [_SCRIPTS[s] for s in family if self._roots[s].children]
         if not used:
-            return ""
-        branches = [f"{s.prefix}(?P<{s.name}>{_emit(self._roots[s.name], s.end)})" for s in used]
-        guard = _ARABIC_GUARD if used[0].name.startswith("arabic") else _first_chars(self._roots[used[0].name])
-        return guard + "(?:" + "|".join(branches) + ")"
+            return None
+        branches = [f"{s.prefix}(?P<{s.name}>{_emit(self._roots[s.name])}){s.end}" for s in used]
+        chars = _ARABIC_CHARS if used[0].name.startswith("arabic") else _first_chars(self._roots[used[0].name])
+        pattern = f"(?=[{chars}])(?:" + "|".join(branches) + ")"
+        present = None if used[0].name == "word" else re.compile(f"[{chars}]")  # most texts are neither
+        bounded = used[0].bounded
+        return _Family(re.compile(r"[^\w]" + pattern if bounded else pattern), bounded, present)
 
     def hits(self, doc: Normalised, accept: Accept) -> list[Hit]:
         """Accepted hits in text order (families never overlap: they match different scripts)."""
-        found = [hit for pattern in self._patterns for hit in self._scan(pattern, doc, accept)]
-        return sorted(found, key=lambda hit: hit.start) if len(self._patterns) > 1 else found
+        found: list[Hit] = []
+        for family in self._families:
+            self._scan(family, doc, accept, found)
+        if len(self._families) > 1:
+            found.sort(key=_start)
+        return found
 
-    def _scan(self, pattern: re.Pattern[str], doc: Normalised, accept: Accept) -> Iterator[Hit]:
-        """A rejected alias is skipped and the scan goes on from the next character."""
+    def _scan(self, family: _Family, doc: Normalised, accept: Accept, found: list[Hit]) -> None:
+        """Left to right: a rejected alias is skipped and the scan goes on from the next character."""
         pos = 0
-        while (match := pattern.search(doc.folded, pos)) is not None:
-            start, end = match.span()
+        if family.present is not None:
+            if (first := family.present.search(doc.folded)) is None:
+                return
+            pos = first.start()
+        text = "\n" + doc.folded if family.bounded else doc.folded
+        shift = 1 if family.bounded else 0  # the "\n" moves positions in `text` one on...
+        search = family.pattern.search
+        while (match := search(text, pos)) is not None:
+            start, end = match.start(), match.end() - shift  # ...and the match starts one before the alias
             script = match.lastgroup or ""
             node = self._node(script, match.group(script))
-            alias = next((a for a in node.aliases if accept(doc, start, end, a)), None) if node else None
-            if alias is not None:
-                yield Hit(start, end, alias)
-            pos = end if alias is not None and end > start else start + 1
+            pos = start + 1
+            for alias in node.aliases if node else ():
+                if accept(doc, start, end, alias):
+                    found.append(Hit(start, end, alias))
+                    pos = max(end, start + 1)
+                    break
 
     def _node(self, script: str, core: str) -> _Node | None:
         """The trie node of the matched text: by key when the alias is literal or ends in "*"."""
+        keys = self._keys[script]
         key = core if core.isalnum() else _SEP_RUN.sub(" ", core)
-        if node := self._keys.get((script, key)):
+        if node := keys.get(key):
             return node
         for cut in range(len(key), 0, -1):
-            if (node := self._keys.get((script, key[:cut] + "*"))) and key[cut:].isalnum():
+            if (node := keys.get(key[:cut] + "*")) and key[cut:].isalnum():
                 return node
         return _walk(self._roots[script], core)
 
 
 def _first_chars(root: _Node) -> str:
-    """A lookahead on the characters an alias can start with: most places fail it at once."""
-    chars = "".join(re.escape(a) for a in sorted(root.children) if a not in (_SEP, _WILD))
-    return f"(?=[{chars}])"
+    """The characters an alias can start with: most places fail them at once."""
+    return "".join(_escape(a) for a in sorted(root.children) if a not in (_SEP, _WILD))
+
+
+def _start(hit: Hit) -> int:
+    return hit.start
 
 
 # ---------------------------------------------------------------------------- accept checks
@@ -358,11 +417,21 @@ def _plain_words(text: str) -> list[str]:
 # ----------------------------------------------------------------------------- the extractor
 
 
+class _Compiled(NamedTuple):
+    """What extract() reads: built once, then only read (an extractor is shared between threads)."""
+
+    names: AliasMatcher
+    cues: AliasMatcher
+    signing: AliasMatcher
+    implies: Mapping[str, tuple[str, ...]]
+    accepts: Mapping[str | None, Accept]  # by primary language
+
+
 class EntityExtractor:
     """Reads and compiles the tables once, on first use, and extracts Entities from items.
 
     Nothing happens at construction, so a process that never extracts (search, digest) pays
-    nothing; the first extract() costs about a second (YAML, then the expressions).
+    nothing; the first extract() reads the tables (see _read) and compiles the expressions.
     """
 
     def __init__(self, tables: Tables | None = None) -> None:
@@ -373,23 +442,18 @@ class EntityExtractor:
         return self._given or load_tables()
 
     @cached_property
-    def _implies(self) -> dict[str, tuple[str, ...]]:
-        return dict(self.tables.implies)
-
-    @cached_property
-    def _names(self) -> AliasMatcher:
-        return AliasMatcher(self.tables.names)
-
-    @cached_property
-    def _cues(self) -> AliasMatcher:
-        return AliasMatcher(self.tables.cues)
-
-    @cached_property
-    def _signing(self) -> AliasMatcher:
-        return AliasMatcher(self.tables.signing)
+    def _compiled(self) -> _Compiled:
+        tables = self.tables
+        return _Compiled(
+            names=AliasMatcher(tables.names),
+            cues=AliasMatcher(tables.cues),
+            signing=AliasMatcher(tables.signing),
+            implies=MappingProxyType(dict(tables.implies)),
+            accepts=MappingProxyType({lang: Accept(lang, tables.name_neighbours) for lang in (*LANGUAGES, None)}),
+        )
 
     def extract(self, title: str, text: str, lang: str | None = None) -> Entities:
-        accept = Accept(_primary_lang(lang), self.tables.name_neighbours)
+        accept = self._compiled.accepts[_primary_lang(lang)]
         head, body = normalise(title), normalise(text)
         whole = Normalised(f"{head.plain}\n{body.plain}", f"{head.folded}\n{body.folded}")
         countries, orgs = self._named(whole, accept)
@@ -397,23 +461,23 @@ class EntityExtractor:
 
     def _named(self, doc: Normalised, accept: Accept) -> tuple[tuple[str, ...], tuple[str, ...]]:
         found: set[Target] = set()
-        for hit in self._names.hits(doc, accept):
+        for hit in self._compiled.names.hits(doc, accept):
             found.update(_targets(doc, hit))
         orgs = {code for kind, code in found if kind == "org"}
-        orgs.update(parent for org in tuple(orgs) for parent in self._implies.get(org, ()))
+        orgs.update(parent for org in tuple(orgs) for parent in self._compiled.implies.get(org, ()))
         return tuple(sorted(code for kind, code in found if kind == "country")), tuple(sorted(orgs))
 
     def _doc_type(self, head: Normalised, body: Normalised, accept: Accept) -> str:
         """Title first, then the lead of the text; in each the cue that starts first wins."""
         for part in (head, body[:LEAD_CHARS]):
-            for hit in self._cues.hits(part, accept):
+            for hit in self._compiled.cues.hits(part, accept):
                 kinds = [code for _, code in hit.alias.targets]
                 if kinds and (kinds[0] != "agreement" or self._signed(head, body, accept)):
                     return kinds[0]
         return DEFAULT_DOC_TYPE
 
     def _signed(self, head: Normalised, body: Normalised, accept: Accept) -> bool:
-        return any(self._signing.hits(part, accept) for part in (head, body))
+        return any(self._compiled.signing.hits(part, accept) for part in (head, body))
 
 
 def _targets(doc: Normalised, hit: Hit) -> tuple[Target, ...]:
@@ -426,6 +490,8 @@ def _targets(doc: Normalised, hit: Hit) -> tuple[Target, ...]:
 
 
 def _primary_lang(lang: str | None) -> str | None:
+    if lang in LANGUAGES:  # most feeds say "en", "ru"...
+        return lang
     primary = (lang or "").replace("_", "-").split("-")[0].lower()
     return primary if primary in LANGUAGES else None
 
@@ -463,21 +529,80 @@ def _words(words: Iterable, where: str) -> frozenset[str]:
     return frozenset(word.lower() for word in words)
 
 
+_COUNTRY_CODE = re.compile(r"[A-Z]{2}")
+
+
 def _codes(codes: Iterable, where: str) -> tuple[Target, ...]:
-    bad = [code for code in codes if not re.fullmatch(r"[A-Z]{2}", str(code))]
+    bad = [code for code in codes if not _COUNTRY_CODE.fullmatch(str(code))]
     if bad:
         raise EntityDataError(f"{where}: {bad} not ISO 3166-1 alpha-2 codes")
     return tuple(("country", code) for code in codes)
 
 
+# ruamel's pure-Python parser takes most of a second over the tables. A JSON copy of what it read,
+# kept beside them like Python's own bytecode cache and named by a hash of the YAML text, loads in
+# milliseconds; the checks run on the data either way, so errors read the same.
+_CACHE_DIR = "__pycache__"
+
+
 def _read(path: Path) -> dict:
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as error:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
         raise EntityDataError(f"{path.name}: cannot read: {error}") from error
+    digest = hashlib.sha256(f"{YAML_VERSION}\n{text}".encode()).hexdigest()[:16]  # a new parser reads anew
+    cache = path.parent / _CACHE_DIR / f"{path.name}.{digest}.json"
+    data = _cached(cache)
+    if data is None:
+        data = _parse(path.name, text)
+        _keep(cache, data)
     if not isinstance(data, dict):
         raise EntityDataError(f"{path.name}: expected a mapping at the top")
     return data
+
+
+def _parse(name: str, text: str) -> Any:
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as error:
+        raise EntityDataError(f"{name}: cannot read: {error}") from error
+
+
+def _cached(cache: Path) -> dict | None:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no copy yet, or a broken one: the YAML is read
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _keep(cache: Path, data: Any) -> None:
+    """Writes the JSON copy when it reads back equal (JSON has no dates, no number keys).
+
+    Where the folder is read-only (a package installed by root), nothing is written and the YAML is
+    read each time, as before, unless the copy was made at install time (python -c "from
+    monitor.entities import load_tables; load_tables()").
+    """
+    if not isinstance(data, dict):
+        return
+    try:
+        text = json.dumps(data, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return
+    if json.loads(text) != data:
+        return
+    try:
+        cache.parent.mkdir(exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(partial, 0o644)  # readable by all, like the YAML and bytecode (mkstemp makes it private)
+        os.replace(partial, cache)  # whole or not at all, for a reader in another process
+        for stale in cache.parent.glob(f"{cache.name.rsplit('.', 2)[0]}.*.json"):
+            if stale != cache:
+                stale.unlink(missing_ok=True)  # the copy of an older YAML text
+    except OSError:
+        return
 
 
 def _country_aliases(data: dict) -> Iterator[Alias]:
@@ -534,14 +659,14 @@ def _expand(text: str, lang: str, targets: tuple[Target, ...], options: Mapping)
         any(c.isupper() for c in text) and not any(c.islower() for c in text) and len(text) > 1
     )
     text = text.lstrip("=")
+    strict, person = bool(options.get("strict_lang")), bool(options.get("person_name"))
+    near = tuple(normalise(cue).folded for cue in options.get("unless_near", ()))
+    instead = _codes(options["instead"], f"{text!r} instead") if "instead" in options else ()
     forms = (text,) if exact or "*" in text else _inflect(text, lang)
     for form in dict.fromkeys(forms):
         yield Alias(
-            text=form, lang=lang, targets=targets, exact_case=exact,
-            strict_lang=bool(options.get("strict_lang")),
-            person_name=bool(options.get("person_name")),
-            unless_near=tuple(normalise(cue).folded for cue in options.get("unless_near", ())),
-            instead=_codes(options.get("instead", ()), f"{text!r} instead"),
+            text=form, lang=lang, targets=targets, exact_case=exact, strict_lang=strict, person_name=person,
+            unless_near=near, instead=instead,
         )  # fmt: skip
 
 
@@ -563,7 +688,7 @@ _RU_VOWELS = "аяыиоеуюйь"
 
 def _russian_forms(text: str) -> tuple[str, ...]:
     """Россия -> России, Россию...; Иран -> Ирана...; each word of a phrase -> its stem*."""
-    words = re.split(f"[{_SEP_CHARS}]+", text.strip())
+    words = _SEP_RUN.split(text.strip())
     if len(words) > 1:
         return (" ".join(_russian_stem(w) for w in words),)
     word = words[0]
@@ -587,7 +712,7 @@ def _russian_stem(word: str) -> str:
 
 def _german_forms(text: str) -> tuple[str, ...]:
     """Russland -> Russlands; Vereinigtes Königreich -> Vereinigt* Königreich* (any declension)."""
-    words = re.split(f"[{_SEP_CHARS}]+", text.strip())
+    words = _SEP_RUN.split(text.strip())
     if len(words) > 1:
         return (" ".join(_german_stem(w) for w in words),)
     if text.lower().endswith(("s", "ss", "x", "z", "ei", "e")):

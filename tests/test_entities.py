@@ -1,5 +1,8 @@
 """Entities: countries, organisations and doc type, checked on the cases in tests/data/entities/."""
 
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,3 +96,87 @@ def test_extractor_over_own_tables(tmp_path: Path) -> None:
     extractor = entities.EntityExtractor(load_tables(tmp_path))
     got = extractor.extract("Выступление в ООН", "о России; в Оон", "ru")
     assert got == Entities(countries=("RU",), orgs=("UN",), doc_type="speech")
+
+
+def write_tables(folder: Path, countries: str = "countries: {RU: {en: [Russia]}}") -> None:
+    (folder / "countries.yaml").write_text(countries, encoding="utf-8")
+    (folder / "orgs.yaml").write_text("orgs: {UN: {en: [UN]}}", encoding="utf-8")
+    (folder / "doc_types.yaml").write_text("cues: {speech: {en: [speech]}}", encoding="utf-8")
+
+
+def read_tables(folder: Path) -> entities.Tables:
+    return load_tables.__wrapped__(folder)  # past functools.cache: read the folder again
+
+
+def test_tables_are_read_from_the_json_copy_of_the_same_yaml(tmp_path: Path) -> None:
+    write_tables(tmp_path)
+    first = read_tables(tmp_path)
+    (copy,) = (tmp_path / "__pycache__").glob("countries.yaml.*.json")
+    assert json.loads(copy.read_text(encoding="utf-8")) == {"countries": {"RU": {"en": ["Russia"]}}}
+    copy.write_text(json.dumps({"countries": {"RU": {"en": ["Rossiya"]}}}), encoding="utf-8")
+    assert read_tables(tmp_path) != first
+    assert read_tables(tmp_path).names[0].text == "Rossiya"
+
+
+def test_a_changed_yaml_is_read_again(tmp_path: Path) -> None:
+    write_tables(tmp_path)
+    read_tables(tmp_path)
+    write_tables(tmp_path, "countries: {FR: {en: [France]}}")
+    assert read_tables(tmp_path).names[0].targets == (("country", "FR"),)
+    assert len(list((tmp_path / "__pycache__").glob("countries.yaml.*.json"))) == 1  # the old copy is gone
+
+
+def test_a_broken_or_unwritable_copy_is_passed_over(tmp_path: Path) -> None:
+    write_tables(tmp_path)
+    expected = read_tables(tmp_path)
+    for copy in (tmp_path / "__pycache__").glob("*.json"):
+        copy.write_text('{"countries": {"RU"', encoding="utf-8")
+    assert read_tables(tmp_path) == expected
+    shutil.rmtree(tmp_path / "__pycache__")
+    (tmp_path / "__pycache__").write_text("not a folder", encoding="utf-8")
+    assert read_tables(tmp_path) == expected
+
+
+def test_checks_run_on_the_copy_too(tmp_path: Path) -> None:
+    write_tables(tmp_path, "countries: {RU: {en: [Georgia]}, GE: {en: [Georgia]}}")
+    for _ in range(2):  # from the YAML, then from its JSON copy
+        with pytest.raises(EntityDataError, match="names both"):
+            read_tables(tmp_path)
+    assert list((tmp_path / "__pycache__").glob("countries.yaml.*.json"))
+
+
+def test_data_json_cannot_hold_is_not_copied(tmp_path: Path) -> None:
+    write_tables(tmp_path, "countries: {}\nperson_name_neighbours: {before: [1], after: [2020-01-01]}")
+    with pytest.raises(EntityDataError, match="must be a word"):
+        read_tables(tmp_path)
+    assert not list((tmp_path / "__pycache__").glob("countries.yaml.*.json"))
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "countries"),
+    [
+        ("Russia", "", ["RU"]),  # at the very start
+        ("", "Russia", ["RU"]),  # at the start of the text, after the title
+        ("Talks", "(Russia)\nRussia's", ["RU"]),
+        ("Belarussia", "prorussian", []),  # never inside a word
+        ("", "xRussia _Russia 3Russia Russia_", []),
+        ("", "وبالصين", ["CN"]),  # Arabic clitics at the start
+        ("", "(للصين) مالصين", ["CN"]),
+        ("ابالصين", "", []),
+        ("", "在中国", ["CN"]),  # Chinese: anywhere
+    ],
+)
+def test_where_an_alias_may_start(title: str, text: str, countries: list[str]) -> None:
+    assert list(extract(title, text).countries) == countries
+
+
+def test_one_extractor_serves_many_threads() -> None:
+    cases = [param.values[0] for param in CASES]
+    extractor = entities.EntityExtractor(load_tables())  # tables given: nothing built yet
+
+    def run(case: dict) -> Entities:
+        return extractor.extract(case["title"], case.get("text", ""), case.get("lang"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(run, cases * 4))
+    assert together == [run(case) for case in cases * 4]
