@@ -41,9 +41,16 @@ class Poller:
     stages: Stages | None = None
     rng: random.Random = field(default_factory=random.Random)
     _store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _states: dict[str, SourceState] = field(default_factory=dict)  # read ahead for a round of polls
+    _unsaved: list[tuple[PollRecord, asyncio.Future]] = field(default_factory=list)
+    _saver: asyncio.Task | None = None
 
     def __post_init__(self) -> None:
         self.cpu: Stages = self.stages or InThread(self.analyser)
+
+    async def read_states(self, sources: Sequence[Source]) -> None:
+        """Read the state of every source about to be polled in one query, not one each."""
+        self._states.update(await self.stored(self.store.source_states, [s.id for s in sources]))
 
     async def stored(self, call: Callable[..., T], *args: Any) -> T:
         """Run a store call off the event loop, one at a time on the shared connection.
@@ -58,8 +65,37 @@ class Poller:
                 await asyncio.wait([work])  # a started transaction ends (commit or rollback) before the lock is freed
                 raise
 
+    async def save(self, record: PollRecord) -> tuple[int, int]:
+        """Save one poll; polls that finish while a save runs are saved next, together, in one transaction."""
+        saved = asyncio.get_running_loop().create_future()
+        self._unsaved.append((record, saved))
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_waiting())
+        return await saved
+
+    async def saved(self) -> None:
+        """Wait until every poll handed to `save` is in the database (before closing the store)."""
+        if self._saver is not None:
+            await asyncio.wait([self._saver])
+
+    async def _save_waiting(self) -> None:
+        while self._unsaved:
+            batch, self._unsaved = self._unsaved, []
+            try:
+                counts = await self.stored(self.store.save_polls, [record for record, _ in batch])
+            except BaseException as e:  # each waiting poll gets the error, as if it had saved alone
+                for _, saved in batch:
+                    if not saved.done():
+                        saved.set_exception(e)
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, saved), count in zip(batch, counts, strict=True):
+                if not saved.done():
+                    saved.set_result(count)
+
     async def poll_source(self, source: Source) -> PollOutcome:
-        state = await self.stored(self.store.source_state, source.id)
+        state = self._states.pop(source.id, None) or await self.stored(self.store.source_state, source.id)
         now = utcnow()
         try:
             fetched = await self.fetcher.fetch(source, state.validators)
@@ -73,7 +109,7 @@ class Poller:
                                   http_status=fetched.status)
             record = PollRecord(outcome, redact(source.url), now, self._next_due(source, now, 0),
                                 fetched.validators, fresh, analyses)
-            new, changed = await self.stored(self.store.save_poll, record)
+            new, changed = await self.save(record)
             outcome = replace(outcome, new_items=new, changed_items=changed)
         except SourceError as e:
             status = getattr(e, "http_status", None)
@@ -93,7 +129,7 @@ class Poller:
                       error: SourceError | None = None) -> PollOutcome:
         failures = state.consecutive_failures + 1 if error else 0
         next_due = self._next_due(source, now, failures, getattr(error, "retry_after", None))
-        await self.stored(self.store.save_poll, PollRecord(outcome, redact(source.url), now, next_due))
+        await self.save(PollRecord(outcome, redact(source.url), now, next_due))
         if error:
             log.warning("%s: %s", source.id, outcome.error)
         return outcome
@@ -118,6 +154,7 @@ async def poll_many(poller: Poller, sources: Sequence[Source], on_done: Callable
             on_done(outcome)
         return outcome
 
+    await poller.read_states(sources)
     tasks = [asyncio.create_task(one(s)) for s in sources]
     if stop is None:
         return list(await asyncio.gather(*tasks))

@@ -62,6 +62,7 @@ class Service:
         sources = {s.id: s for s in self.config.enabled_sources}
         due = await self._poller.stored(self.store.due_sources, list(sources), utcnow())
         due = [sid for sid in due if sid not in self.in_flight]
+        await self._poller.read_states([sources[sid] for sid in due])
         for sid in due:
             task = self.loop.create_task(self._poller.poll_source(sources[sid]))
             self.in_flight[sid] = task
@@ -76,6 +77,7 @@ class Service:
     async def _close(self) -> None:
         await drain(list(self.in_flight.values()), SHUTDOWN_GRACE)
         if self._poller is not None:
+            await self._poller.saved()
             await self._poller.fetcher.__aexit__(None, None, None)
 
     def serve_forever(self, stop: threading.Event) -> None:

@@ -14,9 +14,9 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +28,7 @@ from monitor.models import Item, PollOutcome, Validators, iso
 from monitor.store.migrations import APPLICATION_ID, MIGRATIONS
 
 SCHEMA_VERSION = len(MIGRATIONS)
+_STATE_COLUMNS = "etag, last_modified, consecutive_failures, next_due, status"
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\u3040-\u30ff\U00020000-\U0002fa1f]+")
 
 
@@ -171,13 +172,18 @@ class Store:
     # -- sources ---------------------------------------------------------------------------
 
     def source_state(self, source_id: str) -> SourceState:
-        row = self.db.conn.execute(
-            "SELECT etag, last_modified, consecutive_failures, next_due, status FROM sources WHERE id = ?",
-            (source_id,),
-        ).fetchone()
-        if row is None:
-            return SourceState()
-        return SourceState(Validators(row[0], row[1]), row[2], row[3], row[4])
+        sql = f"SELECT {_STATE_COLUMNS} FROM sources WHERE id = ?"
+        row = self.db.conn.execute(sql, (source_id,)).fetchone()
+        return SourceState() if row is None else _state_of(row)
+
+    def source_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]:
+        """source_state of each of `source_ids`, in one query (a source never polled has the default state).
+
+        The ids travel as one JSON array, so the statement is the same (and prepared once) for any count.
+        """
+        sql = f"SELECT id, {_STATE_COLUMNS} FROM sources WHERE id IN (SELECT value FROM json_each(?))"
+        found = {row[0]: _state_of(row[1:]) for row in self.db.conn.execute(sql, (json.dumps(list(source_ids)),))}
+        return {s: found[s] if s in found else SourceState() for s in source_ids}
 
     def due_sources(self, source_ids: Sequence[str], now: datetime) -> list[str]:
         """The ids among `source_ids` whose next poll is due (never-polled sources are due)."""
@@ -191,10 +197,19 @@ class Store:
 
     def save_poll(self, record: PollRecord) -> tuple[int, int]:
         """Store the items and the source's new state together; returns (new, changed) counts."""
+        return self.save_polls([record])[0]
+
+    def save_polls(self, records: Sequence[PollRecord]) -> list[tuple[int, int]]:
+        """save_poll of each record in turn, all in one transaction; (new, changed) counts per record.
+
+        One commit for a whole round of polls: for sources that answered 304, the commit is most of the cost.
+        """
+        if not records:
+            return []
         with self.write() as conn:
-            new, changed = self._save_items(conn, record)
-            self._save_source(conn, record, new)
-        return new, changed
+            counts = [_save_items(conn, r) if r.items else (0, 0) for r in records]
+            _save_sources(conn, records, [new for new, _ in counts])  # no source row is read by _save_items
+        return counts
 
     def known_hashes(self, source_id: str, guids: Sequence[str]) -> dict[str, str]:
         """guid -> stored content hash, for the guids already stored for this source."""
@@ -205,55 +220,6 @@ class Store:
             sql = f"SELECT guid, content_hash FROM items WHERE source = ? AND guid IN ({marks})"
             out.update(self.db.conn.execute(sql, (source_id, *chunk)).fetchall())
         return out
-
-    def _save_source(self, conn: sqlite3.Connection, record: PollRecord, new: int) -> None:
-        o, now = record.outcome, iso(record.now)
-        failed = o.status in ("failing", "blocked")
-        existing = conn.execute("SELECT 1 FROM sources WHERE id = ?", (o.source,)).fetchone()
-        if existing is None:
-            conn.execute("INSERT INTO sources (id, url) VALUES (?, ?)", (o.source, record.url))
-        conn.execute(
-            """UPDATE sources SET url = ?, status = ?, last_attempt = ?, last_status = ?,
-                 last_success = CASE WHEN ? THEN last_success ELSE ? END,
-                 consecutive_failures = CASE WHEN ? THEN consecutive_failures + 1 ELSE 0 END,
-                 last_error = CASE WHEN ? THEN ? ELSE NULL END,
-                 last_warning = ?, next_due = ?, polls = polls + 1, failures = failures + ?,
-                 new_items = new_items + ?
-               WHERE id = ?""",
-            (record.url, "ok" if not failed else o.status, now, o.http_status, failed, now, failed, failed,
-             o.error, o.warning, iso(record.next_due), int(failed), new, o.source),
-        )
-        if record.validators is not None:
-            conn.execute(
-                "UPDATE sources SET etag = ?, last_modified = ? WHERE id = ?",
-                (record.validators.etag, record.validators.last_modified, o.source),
-            )
-
-    def _save_items(self, conn: sqlite3.Connection, record: PollRecord) -> tuple[int, int]:
-        new = changed = 0
-        now = iso(record.now)
-        for item in record.items:
-            row = conn.execute(
-                "SELECT id, content_hash, title, summary, first_seen FROM items WHERE source = ? AND guid = ?",
-                (item.source, item.guid),
-            ).fetchone()
-            if row is not None and row[1] == item.content_hash:
-                continue
-            analysis = record.analyses.get(item.guid, Analysis())
-            if row is None:
-                item_id = _insert_item(conn, item, analysis, now)
-                new += 1
-            else:
-                item_id = row[0]
-                conn.execute(
-                    "INSERT INTO item_versions (item_id, title, summary, content_hash, seen_from, replaced_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (item_id, row[2], row[3], row[1], row[4], now),
-                )
-                _update_item(conn, item_id, item, analysis, now)
-                changed += 1
-            _write_analysis(conn, item_id, analysis, now, new=row is None)
-        return new, changed
 
     def sources_health(self) -> dict[str, dict[str, Any]]:
         sql = """SELECT s.*, (SELECT count(*) FROM items i WHERE i.source = s.id) AS items FROM sources s"""
@@ -349,25 +315,154 @@ class Store:
         return self.db.conn.execute("SELECT count(*) FROM items").fetchone()[0]
 
 
-# -- writing items -----------------------------------------------------------------------------
+# -- writing polls ----------------------------------------------------------------------------
+# One executemany per table for all the new items of a poll: per-row statements cost more than the rows.
+
+# A source's row after one poll: a new source starts from the defaults, a stored one adds to its counters;
+# validators of None (a 304, a failure) keep the stored ETag and Last-Modified.
+_UPSERT_SOURCE = """
+    INSERT INTO sources (id, url, status, last_attempt, last_status, last_success, consecutive_failures, last_error,
+                         last_warning, etag, last_modified, next_due, polls, failures, new_items)
+    VALUES (:id, :url, :status, :now, :http_status, :success, :failed, :error, :warning, :etag, :last_modified,
+            :next_due, 1, :failed, :new)
+    ON CONFLICT (id) DO UPDATE SET url = excluded.url, status = excluded.status, last_attempt = excluded.last_attempt,
+      last_status = excluded.last_status, last_success = coalesce(excluded.last_success, last_success),
+      consecutive_failures = CASE WHEN :failed THEN consecutive_failures + 1 ELSE 0 END,
+      last_error = excluded.last_error, last_warning = excluded.last_warning,
+      etag = CASE WHEN :keep_validators THEN etag ELSE excluded.etag END,
+      last_modified = CASE WHEN :keep_validators THEN last_modified ELSE excluded.last_modified END,
+      next_due = excluded.next_due, polls = polls + 1, failures = failures + :failed, new_items = new_items + :new"""
+_INSERT_ITEM = """INSERT INTO items (id, source, guid, url, title, summary, published, first_seen, updated,
+                    sort_time, lang, content_hash, doc_type, countries, orgs)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)"""
+_INSERT_FTS = "INSERT INTO items_fts (rowid, title, summary) VALUES (?, ?, ?)"
+_INSERT_ENTITY = "INSERT OR IGNORE INTO entities (item_id, kind, value) VALUES (?, ?, ?)"
+_UPSERT_MATCH = """INSERT INTO matches (item_id, rule, topic, hits, snippet, marks, matched_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (item_id, rule) DO UPDATE SET topic = excluded.topic, hits = excluded.hits,
+                     snippet = excluded.snippet, marks = excluded.marks"""
 
 
-def _insert_item(conn: sqlite3.Connection, item: Item, analysis: Analysis, now: str) -> int:
+@dataclass(frozen=True)
+class _Stored:
+    """An item's stored version: what an edit compares against and keeps in item_versions."""
+
+    id: int
+    content_hash: str
+    title: str
+    summary: str
+    first_seen: str
+
+
+@dataclass
+class _Sorted:
+    """A poll's items that need writing: new ones with the ids they will get, and edits of stored ones."""
+
+    new: list[tuple[int, Item, Analysis]] = field(default_factory=list)
+    edits: list[tuple[_Stored, Item, Analysis]] = field(default_factory=list)
+
+
+def _save_sources(conn: sqlite3.Connection, records: Sequence[PollRecord], new_counts: Sequence[int]) -> None:
+    """Each record's source row, in record order: created by its first poll, then updated by each."""
+    conn.executemany(_UPSERT_SOURCE, [_source_row(r, new) for r, new in zip(records, new_counts, strict=True)])
+
+
+def _source_row(record: PollRecord, new: int) -> dict[str, Any]:
+    o, now, validators = record.outcome, iso(record.now), record.validators or Validators()
+    failed = int(o.status in ("failing", "blocked"))
+    return {"id": o.source, "url": record.url, "status": o.status if failed else "ok", "now": now,
+            "http_status": o.http_status, "success": None if failed else now, "failed": failed,
+            "error": o.error if failed else None, "warning": o.warning, "next_due": iso(record.next_due),
+            "new": new, "keep_validators": record.validators is None, "etag": validators.etag,
+            "last_modified": validators.last_modified}
+
+
+def _state_of(row: Sequence[Any]) -> SourceState:
+    etag, last_modified, consecutive_failures, next_due, status = row
+    return SourceState(Validators(etag, last_modified), consecutive_failures, next_due, status)
+
+
+def _save_items(conn: sqlite3.Connection, record: PollRecord) -> tuple[int, int]:
+    """A poll's new and edited items; returns (new, changed) counts."""
+    now = iso(record.now)
+    stored = _stored_items(conn, record.items)
+    batch = _sort_items(record, stored, _next_item_id(conn), now)
+    _insert_items(conn, batch.new, now)
+    for before, item, analysis in batch.edits:  # edits are rare: one at a time, in feed order
+        _edit_item(conn, before, item, analysis, now)
+    return len(batch.new), len(batch.edits)
+
+
+def _stored_items(conn: sqlite3.Connection, items: Sequence[Item]) -> dict[tuple[str, str], _Stored]:
+    """(source, guid) -> stored version, for those of `items` already stored: one query per source."""
+    guids: dict[str, list[str]] = {}
+    for item in items:
+        guids.setdefault(item.source, []).append(item.guid)
+    sql = """SELECT guid, id, content_hash, title, summary, first_seen FROM items
+             WHERE source = ? AND guid IN (SELECT value FROM json_each(?))"""
+    return {(source, row[0]): _Stored(*row[1:])
+            for source, chunk in guids.items() for row in conn.execute(sql, (source, json.dumps(chunk)))}
+
+
+def _next_item_id(conn: sqlite3.Connection) -> int:
+    """The id SQLite would give the next item: max + 1, as items has no AUTOINCREMENT.
+
+    Known ids let one executemany per table write a poll's items, FTS rows, entities and matches without
+    reading each id back; safe because the caller holds the write transaction.
+    """
+    return conn.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
+
+
+def _sort_items(record: PollRecord, stored: dict[tuple[str, str], _Stored], next_id: int, now: str) -> _Sorted:
+    """The poll's new and edited items in feed order; unchanged ones are skipped.
+
+    `stored` follows along, so a guid repeated within the poll is compared with its earlier copy, as if
+    the copies had been saved one by one.
+    """
+    batch, none = _Sorted(), Analysis()
+    for item in record.items:
+        key = (item.source, item.guid)
+        before = stored.get(key)
+        if before is not None and before.content_hash == item.content_hash:
+            continue
+        analysis = record.analyses.get(item.guid, none)
+        if before is None:
+            item_id, first_seen = next_id + len(batch.new), now
+            batch.new.append((item_id, item, analysis))
+        else:
+            item_id, first_seen = before.id, before.first_seen
+            batch.edits.append((before, item, analysis))
+        stored[key] = _Stored(item_id, item.content_hash, item.title, item.summary, first_seen)
+    return batch
+
+
+def _insert_items(conn: sqlite3.Connection, new: Sequence[tuple[int, Item, Analysis]], now: str) -> None:
+    """New items with their FTS rows, entities and matches (none of which can be stored yet)."""
+    if not new:
+        return
+    conn.executemany(_INSERT_ITEM, [_item_row(item_id, item, analysis, now) for item_id, item, analysis in new])
+    conn.executemany(_INSERT_FTS, [(item_id, fts_text(item.title), fts_text(item.summary)) for item_id, item, _ in new])
+    conn.executemany(_INSERT_ENTITY, [row for item_id, _, analysis in new for row in _entity_rows(item_id, analysis)])
+    conn.executemany(_UPSERT_MATCH, [_match_row(item_id, m, now) for item_id, _, analysis in new
+                                     for m in analysis.matches])
+
+
+def _item_row(item_id: int, item: Item, analysis: Analysis, now: str) -> tuple[Any, ...]:
     published = iso(item.published)
     sort_time = min(published, now) if published else now  # a date in 2099 must not pin the top
-    cursor = conn.execute(
-        """INSERT INTO items (source, guid, url, title, summary, published, first_seen, updated,
-             sort_time, lang, content_hash, doc_type, countries, orgs)
-           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)""",
-        (item.source, item.guid, item.url, item.title, item.summary, published, now, sort_time,
-         item.lang, item.content_hash, analysis.doc_type, _json(analysis.countries), _json(analysis.orgs)),
-    )
-    item_id = cursor.lastrowid
+    return (item_id, item.source, item.guid, item.url, item.title, item.summary, published, now, sort_time,
+            item.lang, item.content_hash, analysis.doc_type, _json(analysis.countries), _json(analysis.orgs))
+
+
+def _edit_item(conn: sqlite3.Connection, before: _Stored, item: Item, analysis: Analysis, now: str) -> None:
+    """Keep the stored version in item_versions, then overwrite the item, its FTS row, entities and matches."""
     conn.execute(
-        "INSERT INTO items_fts (rowid, title, summary) VALUES (?, ?, ?)",
-        (item_id, fts_text(item.title), fts_text(item.summary)),
+        "INSERT INTO item_versions (item_id, title, summary, content_hash, seen_from, replaced_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (before.id, before.title, before.summary, before.content_hash, before.first_seen, now),
     )
-    return item_id
+    _update_item(conn, before.id, item, analysis, now)
+    _write_analysis(conn, before.id, analysis, now)
 
 
 def _update_item(conn: sqlite3.Connection, item_id: int, item: Item, analysis: Analysis, now: str) -> None:
@@ -378,19 +473,18 @@ def _update_item(conn: sqlite3.Connection, item_id: int, item: Item, analysis: A
          analysis.doc_type, _json(analysis.countries), _json(analysis.orgs), item_id),
     )
     conn.execute("DELETE FROM items_fts WHERE rowid = ?", (item_id,))
-    conn.execute(
-        "INSERT INTO items_fts (rowid, title, summary) VALUES (?, ?, ?)",
-        (item_id, fts_text(item.title), fts_text(item.summary)),
-    )
+    conn.execute(_INSERT_FTS, (item_id, fts_text(item.title), fts_text(item.summary)))
 
 
-def _write_analysis(conn: sqlite3.Connection, item_id: int, analysis: Analysis, now: str, new: bool = False) -> None:
-    """The item's entities and matches; a `new` item has none stored yet, so nothing is looked up or deleted."""
-    if not new:
-        conn.execute("DELETE FROM entities WHERE item_id = ?", (item_id,))
-    rows = [(item_id, "country", c) for c in analysis.countries] + [(item_id, "org", o) for o in analysis.orgs]
-    conn.executemany("INSERT OR IGNORE INTO entities (item_id, kind, value) VALUES (?, ?, ?)", rows)
-    replace_matches(conn, item_id, analysis.matches, now, new)
+def _write_analysis(conn: sqlite3.Connection, item_id: int, analysis: Analysis, now: str) -> None:
+    """Replace a stored item's entities and matches."""
+    conn.execute("DELETE FROM entities WHERE item_id = ?", (item_id,))
+    conn.executemany(_INSERT_ENTITY, _entity_rows(item_id, analysis))
+    replace_matches(conn, item_id, analysis.matches, now)
+
+
+def _entity_rows(item_id: int, analysis: Analysis) -> list[tuple[int, str, str]]:
+    return [(item_id, "country", c) for c in analysis.countries] + [(item_id, "org", o) for o in analysis.orgs]
 
 
 def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[Any], now: str,
@@ -401,28 +495,26 @@ def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[An
         stored = {r[0] for r in conn.execute("SELECT rule FROM matches WHERE item_id = ?", (item_id,))}
         for rule in stored - fired:
             conn.execute("DELETE FROM matches WHERE item_id = ? AND rule = ?", (item_id, rule))
-    conn.executemany(
-        """INSERT INTO matches (item_id, rule, topic, hits, snippet, marks, matched_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (item_id, rule) DO UPDATE SET topic = excluded.topic, hits = excluded.hits,
-             snippet = excluded.snippet, marks = excluded.marks""",
-        [(item_id, m.rule, m.topic, json.dumps([_fields_of(h) for h in m.hits], ensure_ascii=False),
-          m.snippet, json.dumps([list(s) for s in m.marks]), now) for m in matches],
-    )
+    conn.executemany(_UPSERT_MATCH, [_match_row(item_id, m, now) for m in matches])
 
 
-def _fields_of(hit: Any) -> dict[str, Any]:
-    """asdict() for a flat dataclass (a Hit), without its recursive deep copy: half of storing an item."""
-    return {name: getattr(hit, name) for name in _field_names(type(hit))}
+def _match_row(item_id: int, match: Any, now: str) -> tuple[Any, ...]:
+    return (item_id, match.rule, match.topic, _hits_json(match.hits), match.snippet, json.dumps(match.marks), now)
 
 
-@cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+def _hits_json(hits: Sequence[Any]) -> str:
+    """The Hits as JSON objects, the text json.dumps([asdict(h) ...], ensure_ascii=False) writes.
+
+    Written directly because json.dumps of a dict per hit was half the cost of storing an item; a test
+    holds the two texts together, so a field added to Hit fails it rather than going missing.
+    """
+    return "[" + ", ".join([f'{{"term": {encode_basestring(h.term)}, "field": {encode_basestring(h.field)}, '
+                            f'"start": {h.start}, "end": {h.end}}}' for h in hits]) + "]"
 
 
 def _json(values: Sequence[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False)
+    """A JSON array of strings, the text json.dumps(list(values), ensure_ascii=False) writes, without its set-up."""
+    return "[" + ", ".join(map(encode_basestring, values)) + "]"
 
 
 # -- full-text search --------------------------------------------------------------------------
