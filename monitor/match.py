@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from itertools import pairwise
+from operator import itemgetter
 
 from monitor.textnorm import (
     MARKS,
@@ -47,14 +47,20 @@ _TERM_TOKEN = re.compile(f"[{SUBSTRING}]\\*?|(?:[^\\W{SUBSTRING}]|[{MARKS}]|\\*)
 _WORD_GAP = r"\W{1,8}"  # between two words of a phrase
 _SCRIPT_GAP = r"\W{0,8}"  # between a word and a CJK character, or two CJK characters
 _WILDCARD = f"(?:\\w|[{MARKS}])*"  # no CJK exclusion here: small classes keep compiling fast
+# The wildcard on texts without marks: the same matches, and ~10x cheaper to compile (see _Alt).
+_PLAIN_WILDCARD = r"\w*"
 _ARABIC_LEAD = "(?:[وف]?[بكل]?(?:ال)?|[وف]?لل)"  # conjunction, preposition, article
 _ARABIC_CLITICS = frozenset("وفبكلا")
 _PREFIX_KEY = 3  # wildcard prefixes are bucketed by their first characters
 _WHITESPACE = re.compile(r"\s")
+_MARK = re.compile(f"[{MARKS}]")
 _ARABIC_LETTER = re.compile("[\u0600-\u06ff]")
 _ASCII_WORD_CHAR = "[A-Za-z0-9_]"  # what \w is on ASCII text
 # A letter or mark outside ASCII: where there is none, word boundaries are ASCII ones.
 _NON_ASCII_LETTER = re.compile(f"[^\\W\\x00-\\x7f]|[{MARKS}]")
+# Captures the word after an anchor word (after what is not a letter of a spaced script).
+_NEXT_WORD = f"(?=[\\W{SUBSTRING}]*([^\\W{SUBSTRING}]*))"
+_LETTERS = re.compile(f"[^\\W{SUBSTRING}]+")
 
 
 class RuleError(ValueError):
@@ -111,7 +117,12 @@ class _TermProblem(ValueError):
 
 @dataclass(frozen=True)
 class _Alt:
-    """One compiled alternative: a pattern tried where its anchor word starts."""
+    """One compiled alternative: a pattern tried where its anchor word starts.
+
+    `pattern` serves texts without marks (MARKS), nearly all: there a wildcard needs no mark
+    class, whose compiling costs ~0.5 ms per pattern (seconds for the pack). Texts with marks
+    use `marked`, the full pattern's source, compiled when first needed (see _Scanner).
+    """
 
     key: str
     pattern: re.Pattern[str]
@@ -119,6 +130,9 @@ class _Alt:
     prefix: bool = False
     bounded: bool = False  # must end at a word end (checked after matching)
     follow: str = ""  # CJK & co.: the character that must follow the anchor character, if known
+    marked: str = ""  # the pattern's source for texts with marks; "" when `pattern` serves them too
+    single: bool = False  # one word, no `*`, not Arabic: found exactly where its anchor is a whole word
+    second: str = ""  # how the word after the anchor word must begin, when that is known (see _second)
 
 
 def _alternatives(term: str) -> list[str]:
@@ -173,10 +187,12 @@ def _compile_words(text: str) -> _Alt:
         parts.append(_gap(before.group(), after.group(), folded[before.end() : after.start()]))
         parts.append(_inner_pattern(after.group()))
     pattern = "".join(parts)
+    plain = pattern.replace(_WILDCARD, _PLAIN_WILDCARD)  # other parts are escaped: no false hit
     bounded = not is_substring_script(words[-1][0])
-    follow = _follow(pieces)
+    single = len(words) == 1 and bounded and "*" not in anchor and not "\u0600" <= anchor[0] <= "\u06ff"
     return _Alt(
-        f"words:{pattern}:{bounded}", re.compile(pattern), anchor.split("*")[0], "*" in anchor, bounded, follow
+        f"words:{pattern}:{bounded}", re.compile(plain), anchor.split("*")[0], "*" in anchor, bounded,
+        _follow(pieces), pattern if plain != pattern else "", single, _second(pieces, folded),
     )
 
 
@@ -186,6 +202,20 @@ def _follow(pieces: Sequence[re.Match[str]]) -> str:
         return ""
     first, second = pieces[0].group(), pieces[1].group()
     return second[0] if is_substring_script(first[0]) and is_substring_script(second[0]) else ""
+
+
+def _second(pieces: Sequence[re.Match[str]], folded: str) -> str:
+    """The letters a phrase's second word starts with, when the first word has no `*` and only
+    a word gap separates them: the text's next word after the anchor must then start so."""
+    if len(pieces) < 2 or "*" in pieces[0].group():
+        return ""
+    first, second = pieces[0].group(), pieces[1].group()
+    if _gap(first, second, folded[pieces[0].end() : pieces[1].start()]) != _WORD_GAP:
+        return ""
+    if _inner_pattern(second) != _word_pattern(second):
+        return ""  # an Arabic word with an optional article
+    letters = second.split("*")[0]
+    return letters if _LETTERS.fullmatch(letters) else ""
 
 
 def _anchor(word: str) -> tuple[str, str]:
@@ -271,9 +301,13 @@ class _Scanner:
     """Finds every alternative in folded text.
 
     One trie-shaped regex finds, at C speed, the words where some alternative may start
-    (an Aho-Corasick-like pass) and yields each of them whole; only there are the
-    alternatives' own patterns tried. Substring scripts (CJK & co.) have no words: there,
-    the first two characters pick the candidates.
+    (an Aho-Corasick-like pass) and yields each of them whole, with the word after it; only
+    there are the alternatives' own patterns tried. Substring scripts (CJK & co.) have no
+    words: there, the first two characters pick the candidates.
+
+    The memo and the lazily compiled patterns are the only state; both are filled with
+    values that do not depend on the text, so threads sharing a scanner at worst compute
+    one twice.
     """
 
     MEMO_LIMIT = 500_000  # distinct words remembered before the memo starts afresh
@@ -281,69 +315,109 @@ class _Scanner:
     def __init__(self, index: _Index) -> None:
         self.index = index
         self.patterns = tuple(alt.pattern for alt in index.alts)
+        self.marked_patterns: list[re.Pattern[str] | None] = [
+            None if alt.marked else alt.pattern for alt in index.alts
+        ]
         self.bounded = tuple(alt.bounded for alt in index.alts)
         self.words_regex, self.arabic_regex, self.chars_regex = _anchor_regexes(index.alts)
         self.ascii_words_regex = _ascii_words_regex(index.alts)
-        self.memo: dict[str, tuple[int, ...]] = {}
+        self.memo: dict[str, _Plan] = {}
 
     def scan(self, text: str) -> dict[int, list[tuple[int, int]]]:
         """number of alternative -> its spans in `text`."""
         found: dict[int, list[tuple[int, int]]] = {}
-        memo, patterns, bounded = self.memo, self.patterns, self.bounded
-        for start, word in self._anchors(text):
-            numbers = memo.get(word)
-            if numbers is None:
-                numbers = self._remember(word)
-            for number in numbers:
-                hit = patterns[number].match(text, start)
-                if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
-                    _record(found, number, hit.span())
+        ascii_letters = text.isascii() or _NON_ASCII_LETTER.search(text) is None
+        marked = not ascii_letters and _MARK.search(text) is not None
+        patterns = self.marked_patterns if marked else self.patterns
+        self._scan_words(text, self.ascii_words_regex if ascii_letters else self.words_regex, patterns, found, marked)
+        if not ascii_letters:  # else no Arabic, no substring script
+            if self.arabic_regex is not None and _ARABIC_LETTER.search(text) is not None:
+                self._scan_words(text, self.arabic_regex, patterns, found, marked)
+            self._scan_chars(text, patterns, found)
         for number in self.index.searched:
-            for hit in patterns[number].finditer(text):
+            for hit in self.patterns[number].finditer(text):
                 if hit.end() > hit.start():
                     _record(found, number, hit.span())
         return found
 
-    def _anchors(self, text: str) -> Iterator[tuple[int, str]]:
-        """(start, word) where some alternative may start; a substring script's "word" is
-        the anchor character and the one after it."""
-        ascii_letters = text.isascii() or _NON_ASCII_LETTER.search(text) is None
-        words_regex = self.ascii_words_regex if ascii_letters else self.words_regex
-        if words_regex is not None:
-            for anchor in words_regex.finditer(text):
-                yield anchor.start(), anchor.group()
-        if ascii_letters:
-            return  # no Arabic, no substring script
-        if self.arabic_regex is not None and _ARABIC_LETTER.search(text) is not None:
-            for anchor in self.arabic_regex.finditer(text):
-                yield anchor.start(), anchor.group()
-        if self.chars_regex is not None:
-            for anchor in self.chars_regex.finditer(text):
-                start = anchor.start()
-                yield start, text[start : start + 2]
+    def _scan_words(
+        self,
+        text: str,
+        regex: re.Pattern[str] | None,
+        patterns: Sequence[re.Pattern[str] | None],
+        found: dict[int, list[tuple[int, int]]],
+        marked: bool,
+    ) -> None:
+        """Record the candidates that match at the words `regex` finds.
 
-    def _remember(self, word: str) -> tuple[int, ...]:
-        """Candidates for a word, or for the one or two characters of a substring script."""
+        Two shortcuts spare most pattern calls: a single word is there when it is the whole
+        word; a phrase whose second word is known needs the next word (group 1) to start so
+        (texts with marks excepted: their words may hold marks that the gap between words skips)."""
+        memo, bounded = self.memo, self.bounded
+        for anchor in regex.finditer(text) if regex is not None else ():
+            plan = memo.get(anchor[0])
+            if plan is None:
+                plan = self._remember(anchor[0])
+            start = anchor.start()
+            for number, whole, second in plan:
+                if whole:
+                    _record(found, number, anchor.span())
+                    continue
+                if second and not marked and not anchor[1].startswith(second):
+                    continue
+                hit = (patterns[number] or self._compile_marked(number)).match(text, start)
+                if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
+                    _record(found, number, hit.span())
+
+    def _scan_chars(
+        self, text: str, patterns: Sequence[re.Pattern[str] | None], found: dict[int, list[tuple[int, int]]]
+    ) -> None:
+        """Record the candidates that match at characters of substring scripts; there a "word"
+        is the anchor character and the one after it."""
+        memo, bounded = self.memo, self.bounded
+        for anchor in self.chars_regex.finditer(text) if self.chars_regex is not None else ():
+            start = anchor.start()
+            pair = text[start : start + 2]
+            plan = memo.get(pair)
+            for number, _, _ in plan if plan is not None else self._remember(pair):
+                hit = (patterns[number] or self._compile_marked(number)).match(text, start)
+                if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
+                    _record(found, number, hit.span())
+
+    def _compile_marked(self, number: int) -> re.Pattern[str]:
+        pattern = self.marked_patterns[number] = re.compile(self.index.alts[number].marked)
+        return pattern
+
+    def _remember(self, word: str) -> _Plan:
+        """What to try for a word, or for the one or two characters of a substring script."""
         if len(self.memo) >= self.MEMO_LIMIT:
             self.memo.clear()
+        alts = self.index.alts
         if is_substring_script(word[0]):
-            alts = self.index.alts
             follows = word[1:]
-            numbers = tuple(n for n in self.index.words.get(word[0], ()) if alts[n].follow in ("", follows))
+            numbers: Sequence[int] = [n for n in self.index.words.get(word[0], ()) if alts[n].follow in ("", follows)]
         else:
             numbers = self.index.token_candidates(word)
-        self.memo[word] = numbers
-        return numbers
+        # A single word matches the whole word or nothing (after an Arabic word's clitics).
+        plan = tuple(
+            (n, alts[n].single, alts[n].second) for n in numbers if not alts[n].single or alts[n].anchor == word
+        )
+        self.memo[word] = plan
+        return plan
+
+
+# For a word: (alternative, found as the whole word?, how the next word must begin or "") per candidate.
+_Plan = tuple[tuple[int, bool, str], ...]
 
 
 def _anchor_regexes(alts: Sequence[_Alt]) -> tuple[re.Pattern[str] | None, ...]:
     """Regexes matching where some alternative may begin: spaced words, Arabic, CJK & co.
 
     The first two match whole words that are an anchor or begin with a prefix* anchor
-    (Arabic: after its clitics); they start with a lookahead on the possible first
-    characters, which lets the regex engine skip all other positions quickly. The third
-    matches a character of a substring script that some anchor is, checking the character
-    after it when that is known.
+    (Arabic: after its clitics), and capture the word after them; they start with a
+    lookahead on the possible first characters, which lets the regex engine skip all other
+    positions quickly. The third matches a character of a substring script that some anchor
+    is, checking the character after it when that is known.
     """
     spaced: dict[str, bool] = {}  # anchor -> may the word go on after it (prefix*)
     arabic: dict[str, bool] = {}
@@ -354,16 +428,19 @@ def _anchor_regexes(alts: Sequence[_Alt]) -> tuple[re.Pattern[str] | None, ...]:
         elif alt.anchor is not None:
             anchors = arabic if "\u0600" <= alt.anchor[0] <= "\u06ff" else spaced
             anchors[alt.anchor] = anchors.get(alt.anchor, False) or alt.prefix
-    words = _word_start({w[0] for w in spaced}) + f"(?={_trie(spaced)}){WORD}" if spaced else None
+    words = _word_start({w[0] for w in spaced}) + f"(?={_trie(spaced)}){WORD}{_NEXT_WORD}" if spaced else None
     firsts = {w[0] for w in arabic} | _ARABIC_CLITICS
-    arabic_words = _word_start(firsts) + f"(?=[وفبكلا]{{0,6}}{_trie(arabic)}){WORD}" if arabic else None
+    arabic_words = (
+        _word_start(firsts) + f"(?=[وفبكلا]{{0,6}}{_trie(arabic)}){WORD}{_NEXT_WORD}" if arabic else None
+    )
     chars = _chars(follows) if follows else None
     return tuple(re.compile(regex) if regex is not None else None for regex in (words, arabic_words, chars))
 
 
 def _ascii_words_regex(alts: Sequence[_Alt]) -> re.Pattern[str] | None:
     """The words regex for texts whose letters are all ASCII: the same matches, with small
-    character classes that the regex engine checks much faster than Unicode ones."""
+    character classes that the regex engine checks much faster than Unicode ones (cheap
+    enough to check at every leaf of the trie, which matches fastest)."""
     ascii_anchors: dict[str, bool] = {}
     for alt in alts:
         if alt.anchor is not None and alt.anchor.isascii():
@@ -371,8 +448,9 @@ def _ascii_words_regex(alts: Sequence[_Alt]) -> re.Pattern[str] | None:
     if not ascii_anchors:
         return None
     first = _char_class({w[0] for w in ascii_anchors})
-    trie = _trie(ascii_anchors, word_char=_ASCII_WORD_CHAR)
-    return re.compile(f"(?={first})(?<!{_ASCII_WORD_CHAR})(?={trie}){_ASCII_WORD_CHAR}+")
+    trie = _trie(ascii_anchors, _ASCII_WORD_CHAR, at_leaves=True)
+    after = f"(?=[^A-Za-z0-9_]*({_ASCII_WORD_CHAR}*))"
+    return re.compile(f"(?={first})(?<!{_ASCII_WORD_CHAR})(?={trie}){_ASCII_WORD_CHAR}+{after}")
 
 
 def _chars(follows: Mapping[str, set[str]]) -> str:
@@ -395,25 +473,45 @@ def _char_class(chars: set[str]) -> str:
 _EXACT, _PREFIX = "", "*"  # trie leaves: the word ends here / the word may go on
 
 
-def _trie(words: Mapping[str, bool], word_char: str = WORD_CHAR) -> str:
+def _trie(words: Mapping[str, bool], word_char: str = WORD_CHAR, at_leaves: bool = False) -> str:
     """Regex of a trie of `words` (word -> is a prefix): a word matches where it stands
     whole, a prefix wherever it begins a word. A superset would do (the candidates are
-    checked word by word afterwards); a tight one spares that work."""
+    checked word by word afterwards); a tight one spares that work.
+
+    The word-end check (`word_char` must not follow) is made at each whole word's leaf if
+    `at_leaves`, which matches fastest; else once, after a trie of the whole words apart
+    from the prefixes' (when it fails, the regex engine backtracks into the trie, so the
+    places matched are the same): each copy of a big Unicode class costs milliseconds to
+    compile, thousands of leaves seconds."""
+    if at_leaves:
+        return _trie_node(_tree(words), f"(?!{word_char})")
+    exact = {word: False for word, prefix in words.items() if not prefix}
+    prefixes = {word: True for word, prefix in words.items() if prefix}
+    branches = [_trie_node(_tree(exact), "") + f"(?!{word_char})"] if exact else []
+    return _alternation(branches + ([_trie_node(_tree(prefixes), "")] if prefixes else []))
+
+
+def _tree(words: Mapping[str, bool]) -> dict[str, dict]:
     root: dict[str, dict] = {}
     for word, prefix in words.items():
         node = root
         for char in word:
             node = node.setdefault(char, {})
         node[_PREFIX if prefix else _EXACT] = {}
-    return _trie_node(root, word_char)
+    return root
 
 
-def _trie_node(node: dict[str, dict], word_char: str) -> str:
+def _trie_node(node: dict[str, dict], leaf: str) -> str:
+    """A (sub)trie's regex; `leaf` where a whole word ends."""
     if _PREFIX in node:
         return ""
-    branches = [re.escape(char) + _trie_node(child, word_char) for char, child in sorted(node.items()) if char]
+    branches = [re.escape(char) + _trie_node(child, leaf) for char, child in sorted(node.items()) if char]
     if _EXACT in node:
-        branches.append(f"(?!{word_char})")
+        branches.append(leaf)
+    return _alternation(branches)
+
+
+def _alternation(branches: list[str]) -> str:
     if len(branches) == 1:
         return branches[0]
     if all(len(branch) == 1 for branch in branches):
@@ -431,46 +529,104 @@ class _FieldScan:
     """One field of one document: its folded text and where each alternative occurs.
 
     Rules share alternatives, so what is derived from a hit (its words, its place in the
-    original text) is worked out once per field and alternative.
+    original text) is worked out once per field and alternative. Made per document, so its
+    caches are plain attributes and dicts: no locking, nothing shared between threads.
     """
 
-    def __init__(self, norm: NormText, hits: dict[int, list[tuple[int, int]]]) -> None:
+    def __init__(self, field: str, norm: NormText, hits: dict[int, list[tuple[int, int]]]) -> None:
+        self.field = field
         self.norm = norm
         self.hits = hits
+        self._positions: WordPositions | None = None
         self._words: dict[int, list[tuple[float, float]]] = {}
-        self._placed: dict[tuple[int, str, str], list[Hit]] = {}
+        self._placed: dict[tuple[int, str], list[Hit]] = {}
 
-    @cached_property
+    @property
     def positions(self) -> WordPositions:
-        return WordPositions(self.norm.text)
+        if self._positions is None:
+            self._positions = WordPositions(self.norm.text)
+        return self._positions
 
-    @cached_property
-    def length(self) -> float:
-        return self.positions.length
-
-    def word_spans(self, numbers: frozenset[int], offset: float) -> list[tuple[float, float]]:
-        """(first word, last word) of each hit of `numbers`, shifted by `offset` words."""
-        return [
-            (first + offset, last + offset)
-            for number in self.hits if number in numbers
-            for first, last in self._words_of(number)
-        ]
-
-    def _words_of(self, number: int) -> list[tuple[float, float]]:
+    def words_of(self, number: int) -> list[tuple[float, float]]:
+        """(first word, last word) of each hit of an alternative."""
         words = self._words.get(number)
         if words is None:
-            positions = self.positions
-            words = self._words[number] = [(positions.first(s), positions.last(e)) for s, e in self.hits[number]]
+            words = self._words[number] = self.positions.spans(self.hits[number])
         return words
 
-    def hits_of(self, number: int, written: str, field: str) -> list[Hit]:
+    def hits_of(self, number: int, written: str) -> list[Hit]:
         """An alternative's hits, placed in the original text (shared by the rules that match)."""
-        key = (number, written, field)
+        key = (number, written)
         hits = self._placed.get(key)
         if hits is None:
-            spans = (self.norm.span(s, e) for s, e in self.hits[number])
-            hits = self._placed[key] = [Hit(written, field, begin, end) for begin, end in spans]
+            span, field = self.norm.span, self.field
+            hits = self._placed[key] = [Hit(written, field, *span(s, e)) for s, e in self.hits[number]]
         return hits
+
+
+class _Passage:
+    """The fields a rule reads, as one text in the rule's order (a title is followed by its
+    text): what the rules reading the same fields of one document share."""
+
+    def __init__(self, scans: Sequence[_FieldScan]) -> None:
+        self.scans = scans
+        self.fired: set[int] = set().union(*(scan.hits for scan in scans))  # alternatives found
+        self._offsets: list[float] | None = None
+        self._words = 0.0
+        self._tables: dict[frozenset[int], _SpanTable | None] = {}
+
+    def near(self, groups: Sequence[frozenset[int]], distance: int) -> bool:
+        """True if one hit of each group stands within `distance` words of the others."""
+        if self._offsets is None:
+            self._place()
+        if self._words <= distance:
+            return True  # the whole passage is shorter than the distance (terms_fire checked the rest)
+        tables = []
+        for group in groups:
+            table = self._tables[group] if group in self._tables else self._table(group)
+            if table is None:
+                return False
+            tables.append(table)
+        for threshold in sorted({last for lasts, _ in tables for last in lasts}):
+            limit = threshold + distance
+            for lasts, firsts in tables:
+                index = bisect_left(lasts, threshold)  # the earliest span ending at or after the threshold...
+                if index == len(firsts) or firsts[index] > limit:  # ...starts too late
+                    break
+            else:
+                return True
+        return False
+
+    def _place(self) -> None:
+        offsets, offset = [], 0.0
+        for scan in self.scans:
+            offsets.append(offset)
+            offset += scan.positions.length + 1
+        self._offsets, self._words = offsets, offset - 1
+
+    def _table(self, group: frozenset[int]) -> _SpanTable | None:
+        """The group's hits in the passage as a _SpanTable; None if there are none."""
+        assert self._offsets is not None
+        spans: list[tuple[float, float]] = []
+        for scan, offset in zip(self.scans, self._offsets, strict=True):
+            for number in group.intersection(scan.hits):  # in any order: the table is sorted
+                words = scan.words_of(number)
+                spans.extend(words if not offset else [(first + offset, last + offset) for first, last in words])
+        table = self._tables[group] = _by_last_word(spans) if spans else None
+        return table
+
+
+# Spans sorted by last word, and the smallest first word from each index onwards.
+_SpanTable = tuple[list[float], list[float]]
+
+
+def _by_last_word(spans: list[tuple[float, float]]) -> _SpanTable:
+    ordered = sorted(spans, key=itemgetter(1))
+    firsts = [first for first, _ in ordered]
+    for index in range(len(firsts) - 2, -1, -1):
+        if firsts[index + 1] < firsts[index]:
+            firsts[index] = firsts[index + 1]
+    return [last for _, last in ordered], firsts
 
 
 # ---------------------------------------------------------------- compiling rules
@@ -487,16 +643,9 @@ class _Rule:
     written: Mapping[int, str]  # alternative number -> the alternative as written
     tag_groups: tuple[tuple[str, frozenset[str]], ...]
     langs: frozenset[str]
-
-    @cached_property
-    def trigger(self) -> frozenset[int]:
-        """Alternatives of which one must occur for the rule to fire: `any`, else all[0]."""
-        return frozenset().union(*self.any) if self.any else self.all[0]
-
-    @cached_property
-    def near_groups(self) -> tuple[frozenset[int], ...]:
-        """One group per `all` term, plus one for the `any` terms together."""
-        return ((self.trigger,) if self.any else ()) + self.all
+    trigger: frozenset[int]  # one of these must occur for the rule to fire: `any` together, else all[0]
+    excluded: frozenset[int]  # `none` together: any of these keeps the rule from firing
+    near_groups: tuple[frozenset[int], ...]  # one per `all` term, plus one for the `any` terms together
 
 
 @dataclass
@@ -506,6 +655,7 @@ class _Compiler:
     alts: list[_Alt] = field(default_factory=list)
     numbers: dict[str, int] = field(default_factory=dict)  # pattern key -> number
     written: dict[str, int] = field(default_factory=dict)  # alternative as written -> number
+    groups: dict[frozenset[int], frozenset[int]] = field(default_factory=dict)
 
     def rule(self, rule: WatchRule) -> _Rule:
         _check_rule(rule)
@@ -514,11 +664,19 @@ class _Compiler:
         tags: dict[str, set[str]] = {}
         for key, value in rule.source_tags:
             tags.setdefault(key.casefold(), set()).add(value.casefold())
+        any_, all_, none = terms["any"], terms["all"], terms["none"]
+        trigger = self._group(frozenset().union(*any_)) if any_ else all_[0]
         return _Rule(
-            rule, terms["any"], terms["all"], terms["none"], written,
+            rule, any_, all_, none, written,
             tuple((key, frozenset(values)) for key, values in tags.items()),
             frozenset(lang.casefold() for lang in rule.langs),
+            trigger, frozenset().union(*none), ((trigger,) if any_ else ()) + all_,
         )
+
+    def _group(self, numbers: frozenset[int]) -> frozenset[int]:
+        """One object per set of alternatives, so that a document works out each set's spans once
+        (a dict finds an identical key without comparing its members)."""
+        return self.groups.setdefault(numbers, numbers)
 
     def _terms(self, rule: WatchRule, key: str, written: dict[int, str]) -> tuple[frozenset[int], ...]:
         terms = getattr(rule, key)
@@ -530,7 +688,7 @@ class _Compiler:
             for number, alternative in numbers:
                 if key != "none":
                     written.setdefault(number, alternative)
-            result.append(frozenset(number for number, _ in numbers))
+            result.append(self._group(frozenset(number for number, _ in numbers)))
         return tuple(result)
 
     def _term(self, rule: WatchRule, key: str, term: object) -> list[tuple[int, str]]:
@@ -596,7 +754,7 @@ class Matcher:
         self._rules_by_alt = {alt: frozenset(rules) for alt, rules in by_alt.items()}
 
     def match(self, doc: Document) -> list[Match]:
-        scans = {f: self._scan(getattr(doc, f) or "") for f in self._fields}
+        scans = {f: self._scan(f, getattr(doc, f) or "") for f in self._fields}
         candidates: set[int] = set()
         rules_by_alt = self._rules_by_alt
         for scan in scans.values():
@@ -604,28 +762,29 @@ class Matcher:
                 rules = rules_by_alt.get(alt)
                 if rules is not None:
                     candidates.update(rules)
-        fired: dict[tuple[str, ...], set[int]] = {}  # alternatives found, by the fields read
+        passages: dict[tuple[str, ...], _Passage] = {}  # by the fields read
         matches = []
         for number in sorted(candidates):
             rule = self._compiled[number]
             fields = rule.rule.fields
-            if fields not in fired:
-                fired[fields] = set().union(*(scans[f].hits for f in fields))
-            result = _evaluate(rule, doc, scans, fired[fields])
+            passage = passages.get(fields)
+            if passage is None:
+                passage = passages[fields] = _Passage([scans[f] for f in fields])
+            result = _evaluate(rule, doc, scans, passage)
             if result is not None:
                 matches.append(result)
         return matches
 
-    def _scan(self, text: str) -> _FieldScan:
+    def _scan(self, field: str, text: str) -> _FieldScan:
         norm = self._normalise(text)
-        return _FieldScan(norm, self._scanner.scan(norm.text))
+        return _FieldScan(field, norm, self._scanner.scan(norm.text))
 
 
-def _evaluate(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan], fired: set[int]) -> Match | None:
-    """The rule's match in `doc`, or None; `fired` holds the alternatives found in its fields."""
-    if not (_in_scope(rule, doc) and _terms_fire(rule, fired)):
+def _evaluate(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan], passage: _Passage) -> Match | None:
+    """The rule's match in `doc`, or None."""
+    if not (_in_scope(rule, doc) and _terms_fire(rule, passage.fired)):
         return None
-    if rule.rule.near is not None and not _near(rule, [scans[f] for f in rule.rule.fields], rule.rule.near):
+    if rule.rule.near is not None and not passage.near(rule.near_groups, rule.rule.near):
         return None
     return _build_match(rule, doc, scans)
 
@@ -647,48 +806,13 @@ def _lang_in(lang: str, langs: frozenset[str]) -> bool:
 
 
 def _terms_fire(rule: _Rule, fired: set[int]) -> bool:
-    if rule.any and all(term.isdisjoint(fired) for term in rule.any):
+    """One `any` term (if there are any), every `all` term and no `none` term occur."""
+    if rule.any and rule.trigger.isdisjoint(fired):
         return False
-    if any(term.isdisjoint(fired) for term in rule.all):
-        return False
-    return all(term.isdisjoint(fired) for term in rule.none)
-
-
-def _near(rule: _Rule, fields: Sequence[_FieldScan], distance: int) -> bool:
-    """True if one hit of each `all` term and of one `any` term stand within `distance` words.
-
-    The fields are read as one text, title first: a title is followed by its text.
-    """
-    placed, offset = [], 0.0
-    for scan in fields:
-        placed.append((scan, offset))
-        offset += scan.length + 1
-    if offset - 1 <= distance:
-        return True  # the whole passage is shorter than the distance (terms_fire checked the rest)
-    spans = [[span for scan, at in placed for span in scan.word_spans(g, at)] for g in rule.near_groups]
-    if not all(spans):
-        return False
-    tables = [_by_last_word(group) for group in spans]
-    for threshold in sorted({last for group in spans for _, last in group}):
-        if all(_first_word_after(table, threshold) <= threshold + distance for table in tables):
-            return True
-    return False
-
-
-def _by_last_word(spans: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    """Spans sorted by last word, with the smallest first word from each index onwards."""
-    ordered = sorted(spans, key=lambda span: span[1])
-    firsts = [first for first, _ in ordered]
-    for index in range(len(firsts) - 2, -1, -1):
-        firsts[index] = min(firsts[index], firsts[index + 1])
-    return [last for _, last in ordered], firsts
-
-
-def _first_word_after(table: tuple[list[float], list[float]], threshold: float) -> float:
-    """The earliest first word among spans whose last word is at or after `threshold`."""
-    lasts, firsts = table
-    index = bisect_left(lasts, threshold)
-    return firsts[index] if index < len(firsts) else float("inf")
+    for term in rule.all:
+        if term.isdisjoint(fired):
+            return False
+    return rule.excluded.isdisjoint(fired)
 
 
 def _build_match(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan]) -> Match:
@@ -700,15 +824,17 @@ def _build_match(rule: _Rule, doc: Document, scans: Mapping[str, _FieldScan]) ->
 
 
 def _hits(rule: _Rule, scans: Mapping[str, _FieldScan]) -> tuple[Hit, ...]:
-    hits: dict[tuple[str, int, int], Hit] = {}
-    for name in (f for f in FIELDS if f in rule.rule.fields):
-        scan = scans[name]
-        for number in scan.hits:
-            written = rule.written.get(number)
-            for hit in scan.hits_of(number, written, name) if written is not None else ():
-                hits.setdefault((name, hit.start, hit.end), hit)
-    order = sorted(hits, key=lambda key: (FIELDS.index(key[0]), key[1], key[2]))
-    return tuple(hits[key] for key in order)
+    """The rule's hits field by field, in order of place; of hits with the same span, the first found."""
+    hits: list[Hit] = []
+    for name in FIELDS:
+        if name not in rule.rule.fields:
+            continue
+        scan, placed, written = scans[name], {}, rule.written
+        for number in [number for number in scan.hits if number in written]:
+            for hit in scan.hits_of(number, written[number]):
+                placed.setdefault((hit.start, hit.end), hit)
+        hits.extend(placed[span] for span in sorted(placed))
+    return tuple(hits)
 
 
 def snippet(
@@ -721,7 +847,9 @@ def snippet(
     start, end = _snap_start(text, start, first), _snap_end(text, end, first_end)
     lead = "…" if start > 0 else ""
     tail = "…" if end < len(text) else ""
-    body = _WHITESPACE.sub(" ", text[start:end])
+    body = text[start:end]
+    if not body.isprintable():  # every whitespace character but " " is unprintable
+        body = _WHITESPACE.sub(" ", body)
     shift = len(lead) - start
     marks = tuple(
         (s + shift, e + shift) for s, e in sorted(spans) if s >= start and e <= end

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import add
 
 # Han (with CJK compatibility and extensions), kana, Thai, Lao, Tibetan, Myanmar, Khmer.
 UNSPACED = (
@@ -88,6 +91,7 @@ WORD = f"[^\\W{SUBSTRING}]+(?:[{MARKS}]+[^\\W{SUBSTRING}]*)*"
 # A token: one substring-script character, or a word.
 _TOKEN = re.compile(f"[{SUBSTRING}]|{WORD}")
 _SUBSTRING_CHAR = re.compile(f"[{SUBSTRING}]")
+_SUBSTRING_RUN = re.compile(f"[{SUBSTRING}]+")
 _WORD_CHAR = re.compile(WORD_CHAR)
 
 
@@ -209,21 +213,34 @@ class WordPositions:
     """Word positions in a folded text, to measure distances for `near`.
 
     Words are counted by the spaces and line breaks before them; a character of a substring script
-    (CJK, Thai...) counts as SUBSTRING_CHAR_WEIGHT of a word. Cheap: str.count and bisect.
+    (CJK, Thai...) counts as SUBSTRING_CHAR_WEIGHT of a word. Built with C-level passes over the
+    text (split, accumulate, one regex for runs of substring scripts); each look-up is a bisect.
     """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        chars = _SUBSTRING_CHAR.finditer(text) if not text.isascii() else ()
-        self._substring_chars = [found.start() for found in chars]
+        # Where each space-separated piece ends, the space after it included: the spaces and line
+        # breaks before an offset are the pieces ending at or before it.
+        pieces = text.replace("\n", " ").split(" ")
+        self._piece_ends = list(accumulate(map(add, map(len, pieces), repeat(1))))
+        runs = [found.span() for found in _SUBSTRING_RUN.finditer(text)] if not text.isascii() else []
+        self._run_starts = [start for start, _ in runs]
+        self._run_ends = [end for _, end in runs]
+        self._chars_before_run = list(accumulate((end - start for start, end in runs), initial=0))
 
     def before(self, offset: int) -> float:
         """Words starting before `offset` (the position of the word at `offset`)."""
-        text = self.text
-        spaces = text.count(" ", 0, offset) + text.count("\n", 0, offset)
-        if not self._substring_chars:
+        spaces = bisect_right(self._piece_ends, offset)
+        if not self._run_starts:
             return spaces
-        return spaces + SUBSTRING_CHAR_WEIGHT * bisect_left(self._substring_chars, offset)
+        return spaces + SUBSTRING_CHAR_WEIGHT * self._substring_chars_before(offset)
+
+    def _substring_chars_before(self, offset: int) -> int:
+        runs = bisect_left(self._run_starts, offset)  # the runs starting before `offset`
+        if not runs:
+            return 0
+        last = runs - 1
+        return self._chars_before_run[last] + min(self._run_ends[last], offset) - self._run_starts[last]
 
     def first(self, start: int) -> float:
         """Position of the word where a span starts."""
@@ -232,6 +249,11 @@ class WordPositions:
     def last(self, end: int) -> float:
         """Position of the word where a span ends."""
         return self.before(max(end - 1, 0))
+
+    def spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[float, float]]:
+        """(first, last) of each span: `first` and `last` in one call, for hot loops."""
+        before = self.before
+        return [(before(start), before(end - 1 if end > 0 else 0)) for start, end in spans]
 
     @property
     def length(self) -> float:
