@@ -17,7 +17,8 @@ FIGURES = (
     "cold_wall_s", "cold_poll_wall_s", "cold_cpu_s", "cold_peak_rss_mb", "startup_s", "items_stored", "items_per_s",
     "floor_s", "floor_ratio", "warm_wall_s", "warm_poll_wall_s", "warm_cpu_ms_per_source", "warm_unchanged",
     "feedparser_loop_wall_s", "ratio_to_feedparser_loop", "ingest_items_per_s", "feedparser_items_per_s",
-    "ingest_ratio_to_feedparser", "run_rss_mb", "run_cpu_s_per_hour_at_30m", "run_cpu_s_per_hour_at_bench_interval",
+    "ingest_ratio_to_feedparser", "floor_per_core_ratio", "cold_workers", "run_rss_mb", "run_cpu_s_per_hour_at_30m",
+    "run_cpu_s_per_hour_at_bench_interval",
 )
 QUERIES = ("phrase", "boolean", "country + dates", "chinese term")
 
@@ -43,3 +44,12 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert {"nproc", "cpu", "ram_gb", "python"} <= report["machine"].keys()
     assert "| figure" in result.stdout  # the table was printed
     assert (committed.stat().st_mtime_ns if committed.exists() else None) == before  # a quick run leaves it alone
+
+
+def test_http_clients_bench_measures_every_client_on_304s() -> None:
+    result = subprocess.run([sys.executable, "bench/http_clients.py", "--sources", "20", "--rounds", "1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("httpx (as fetch.py)") and lines[-1].startswith("bare asyncio socket"), lines
+    assert all("ms CPU per request" in line and "(statuses [304])" in line for line in lines), lines
