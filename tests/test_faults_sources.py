@@ -384,15 +384,15 @@ def test_a_slow_save_never_times_out_the_other_polls(server: HTTPServer, tmp_pat
                     settings={"read_timeout": 5, "fetch_deadline": 1.5})
 
     with Store.open(tmp_path / "dw.db") as store:
-        save_poll = store.save_poll
+        save_polls = store.save_polls
 
-        def slow_save(record: object) -> tuple[int, int]:
-            if record.outcome.source == "big":  # type: ignore[attr-defined]
+        def slow_save(records: list) -> list[tuple[int, int]]:
+            if any(record.outcome.source == "big" for record in records):
                 saving.set()
                 threading.Event().wait(3)  # the disk is slow: longer than the other poll's deadline
-            return save_poll(record)  # type: ignore[arg-type]
+            return save_polls(records)
 
-        store.save_poll = slow_save  # type: ignore[method-assign]
+        store.save_polls = slow_save  # type: ignore[method-assign]
 
         async def go() -> list:
             async with Fetcher(config.settings) as fetcher:
