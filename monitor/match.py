@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
@@ -36,7 +36,6 @@ from monitor.textnorm import (
     NormText,
     WordPositions,
     continues_word,
-    fold,
     is_substring_script,
 )
 
@@ -119,20 +118,22 @@ class _TermProblem(ValueError):
 class _Alt:
     """One compiled alternative: a pattern tried where its anchor word starts.
 
-    `pattern` serves texts without marks (MARKS), nearly all: there a wildcard needs no mark
-    class, whose compiling costs ~0.5 ms per pattern (seconds for the pack). Texts with marks
-    use `marked`, the full pattern's source, compiled when first needed (see _Scanner).
+    A word pattern is compiled by the scanner the first time it is tried: compiling the
+    thousands of a pack up front cost most of the start-up, and most are rarely tried.
+    `source` serves texts without marks (MARKS), nearly all: there a wildcard needs no mark
+    class, whose compiling costs ~0.5 ms per pattern. Texts with marks use `marked`.
     """
 
     key: str
-    pattern: re.Pattern[str]
+    source: str
     anchor: str | None  # None: a /regex/, searched through the whole text
     prefix: bool = False
     bounded: bool = False  # must end at a word end (checked after matching)
     follow: str = ""  # CJK & co.: the character that must follow the anchor character, if known
-    marked: str = ""  # the pattern's source for texts with marks; "" when `pattern` serves them too
+    marked: str = ""  # the pattern's source for texts with marks; "" when `source` serves them too
     single: bool = False  # one word, no `*`, not Arabic: found exactly where its anchor is a whole word
     second: str = ""  # how the word after the anchor word must begin, when that is known (see _second)
+    pattern: re.Pattern[str] | None = None  # a /regex/, compiled (and checked) with its rule
 
 
 def _alternatives(term: str) -> list[str]:
@@ -146,12 +147,12 @@ def _is_regex(text: str) -> bool:
     return len(text) >= 2 and text.startswith("/") and text.endswith("/")
 
 
-def _compile_alt(text: str) -> _Alt:
+def _compile_alt(text: str, fold: Callable[[str], str]) -> _Alt:
     if not text:
         raise _TermProblem("is empty; write a word, a phrase, prefix* or /regex/")
     if _is_regex(text):
         return _compile_regex(text[1:-1])
-    return _compile_words(_unquote(text))
+    return _compile_words(_unquote(text), fold)
 
 
 def _unquote(text: str) -> str:
@@ -170,10 +171,10 @@ def _compile_regex(body: str) -> _Alt:
         raise _TermProblem(f"is not a valid regex ({exc}); fix the pattern or escape it") from None
     if pattern.search("") is not None:
         raise _TermProblem("matches empty text, so it would fire everywhere; make it match something")
-    return _Alt(f"re:{body}", pattern, None)
+    return _Alt(f"re:{body}", body, None, pattern=pattern)
 
 
-def _compile_words(text: str) -> _Alt:
+def _compile_words(text: str, fold: Callable[[str], str]) -> _Alt:
     folded = fold(text)
     pieces = list(_TERM_TOKEN.finditer(folded))
     if not pieces:
@@ -191,7 +192,7 @@ def _compile_words(text: str) -> _Alt:
     bounded = not is_substring_script(words[-1][0])
     single = len(words) == 1 and bounded and "*" not in anchor and not "\u0600" <= anchor[0] <= "\u06ff"
     return _Alt(
-        f"words:{pattern}:{bounded}", re.compile(plain), anchor.split("*")[0], "*" in anchor, bounded,
+        f"words:{pattern}:{bounded}", plain, anchor.split("*")[0], "*" in anchor, bounded,
         _follow(pieces), pattern if plain != pattern else "", single, _second(pieces, folded),
     )
 
@@ -314,10 +315,10 @@ class _Scanner:
 
     def __init__(self, index: _Index) -> None:
         self.index = index
-        self.patterns = tuple(alt.pattern for alt in index.alts)
-        self.marked_patterns: list[re.Pattern[str] | None] = [
-            None if alt.marked else alt.pattern for alt in index.alts
-        ]
+        # Compiled patterns, filled on first use; texts with marks have their own (see _Alt).
+        self.patterns: list[re.Pattern[str] | None] = [alt.pattern for alt in index.alts]
+        self.marked_patterns: list[re.Pattern[str] | None] = [alt.pattern for alt in index.alts]
+        self.searched = [(n, regex) for n in index.searched if (regex := index.alts[n].pattern) is not None]
         self.bounded = tuple(alt.bounded for alt in index.alts)
         self.words_regex, self.arabic_regex, self.chars_regex = _anchor_regexes(index.alts)
         self.ascii_words_regex = _ascii_words_regex(index.alts)
@@ -333,9 +334,9 @@ class _Scanner:
         if not ascii_letters:  # else no Arabic, no substring script
             if self.arabic_regex is not None and _ARABIC_LETTER.search(text) is not None:
                 self._scan_words(text, self.arabic_regex, patterns, found, marked)
-            self._scan_chars(text, patterns, found)
-        for number in self.index.searched:
-            for hit in self.patterns[number].finditer(text):
+            self._scan_chars(text, patterns, found, marked)
+        for number, regex in self.searched:
+            for hit in regex.finditer(text):
                 if hit.end() > hit.start():
                     _record(found, number, hit.span())
         return found
@@ -365,12 +366,16 @@ class _Scanner:
                     continue
                 if second and not marked and not anchor[1].startswith(second):
                     continue
-                hit = (patterns[number] or self._compile_marked(number)).match(text, start)
+                hit = (patterns[number] or self._compile(number, marked)).match(text, start)
                 if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
                     _record(found, number, hit.span())
 
     def _scan_chars(
-        self, text: str, patterns: Sequence[re.Pattern[str] | None], found: dict[int, list[tuple[int, int]]]
+        self,
+        text: str,
+        patterns: Sequence[re.Pattern[str] | None],
+        found: dict[int, list[tuple[int, int]]],
+        marked: bool,
     ) -> None:
         """Record the candidates that match at characters of substring scripts; there a "word"
         is the anchor character and the one after it."""
@@ -380,12 +385,17 @@ class _Scanner:
             pair = text[start : start + 2]
             plan = memo.get(pair)
             for number, _, _ in plan if plan is not None else self._remember(pair):
-                hit = (patterns[number] or self._compile_marked(number)).match(text, start)
+                hit = (patterns[number] or self._compile(number, marked)).match(text, start)
                 if hit is not None and not (bounded[number] and continues_word(text, hit.end())):
                     _record(found, number, hit.span())
 
-    def _compile_marked(self, number: int) -> re.Pattern[str]:
-        pattern = self.marked_patterns[number] = re.compile(self.index.alts[number].marked)
+    def _compile(self, number: int, marked: bool) -> re.Pattern[str]:
+        """An alternative's pattern, compiled on first use (two threads may both compile it: harmless)."""
+        alt = self.index.alts[number]
+        if marked:
+            pattern = self.marked_patterns[number] = re.compile(alt.marked or alt.source)
+        else:
+            pattern = self.patterns[number] = re.compile(alt.source)
         return pattern
 
     def _remember(self, word: str) -> _Plan:
@@ -450,7 +460,8 @@ def _ascii_words_regex(alts: Sequence[_Alt]) -> re.Pattern[str] | None:
     first = _char_class({w[0] for w in ascii_anchors})
     trie = _trie(ascii_anchors, _ASCII_WORD_CHAR, at_leaves=True)
     after = f"(?=[^A-Za-z0-9_]*({_ASCII_WORD_CHAR}*))"
-    return re.compile(f"(?={first})(?<!{_ASCII_WORD_CHAR})(?={trie}){_ASCII_WORD_CHAR}+{after}")
+    # \b: where all letters are ASCII, a word starts where no ASCII word character precedes.
+    return re.compile(f"\\b(?={first})(?={trie}){_ASCII_WORD_CHAR}+{after}")
 
 
 def _chars(follows: Mapping[str, set[str]]) -> str:
@@ -656,6 +667,7 @@ class _Compiler:
     numbers: dict[str, int] = field(default_factory=dict)  # pattern key -> number
     written: dict[str, int] = field(default_factory=dict)  # alternative as written -> number
     groups: dict[frozenset[int], frozenset[int]] = field(default_factory=dict)
+    normaliser: Normaliser = field(default_factory=Normaliser)  # folds terms, remembering each character
 
     def rule(self, rule: WatchRule) -> _Rule:
         _check_rule(rule)
@@ -701,7 +713,7 @@ class _Compiler:
 
     def _number(self, text: str) -> int:
         if text not in self.written:
-            alt = _compile_alt(text)
+            alt = _compile_alt(text, self.normaliser.fold)
             if alt.key not in self.numbers:
                 self.numbers[alt.key] = len(self.alts)
                 self.alts.append(alt)

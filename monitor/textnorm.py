@@ -160,6 +160,10 @@ class Normaliser:
             return NormText(folded, text)
         return NormText(folded, text, self._starts(text))
 
+    def fold(self, text: str) -> str:
+        """`fold(text)`, with this normaliser's per-character memo."""
+        return text.lower() if text.isascii() else text.translate(self._table)
+
     def _starts(self, text: str) -> tuple[int, ...]:
         starts: list[int] = []
         for index, char in enumerate(text):
@@ -185,6 +189,8 @@ def normalise(text: str) -> NormText:
 
 def fold(text: str) -> str:
     """The folded form of `text`, without the offset map."""
+    if text.isascii():
+        return text.lower()  # what fold_char does to each ASCII character
     return "".join(fold_char(char) for char in text)
 
 
@@ -219,17 +225,19 @@ class WordPositions:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        # Where each space-separated piece ends, the space after it included: the spaces and line
-        # breaks before an offset are the pieces ending at or before it.
-        pieces = text.replace("\n", " ").split(" ")
-        self._piece_ends = list(accumulate(map(add, map(len, pieces), repeat(1))))
         runs = [found.span() for found in _SUBSTRING_RUN.finditer(text)] if not text.isascii() else []
         self._run_starts = [start for start, _ in runs]
         self._run_ends = [end for _, end in runs]
         self._chars_before_run = list(accumulate((end - start for start, end in runs), initial=0))
+        self._piece_ends: list[int] | None = None  # built on the first look-up: `length` needs none
 
     def before(self, offset: int) -> float:
         """Words starting before `offset` (the position of the word at `offset`)."""
+        if self._piece_ends is None:
+            # Where each space-separated piece ends, the space after it included: the spaces and
+            # line breaks before an offset are the pieces ending at or before it.
+            pieces = self.text.replace("\n", " ").split(" ")
+            self._piece_ends = list(accumulate(map(add, map(len, pieces), repeat(1))))
         spaces = bisect_right(self._piece_ends, offset)
         if not self._run_starts:
             return spaces
@@ -257,4 +265,8 @@ class WordPositions:
 
     @property
     def length(self) -> float:
-        return self.before(len(self.text)) + 1
+        """Words in the text: `before(len(text)) + 1`, counted directly."""
+        spaces = self.text.count(" ") + self.text.count("\n")
+        if not self._run_starts:
+            return spaces + 1
+        return spaces + SUBSTRING_CHAR_WEIGHT * self._chars_before_run[-1] + 1

@@ -182,3 +182,69 @@ def test_snippet_cuts_at_words_and_marks_every_span_inside() -> None:
     assert cut.startswith("…") and cut.endswith("…") and len(cut) <= 210
     assert [cut[s:e] for s, e in marks] == ["OEWG", "ICT security"]
     assert snippet("short text", []) == ("short text", ())
+
+
+def _found(terms: list[str], text: str) -> list[tuple[str, str]]:
+    matcher = compile_rules([WatchRule("r", "test", any=tuple(terms))])
+    return [(hit.term, text[hit.start : hit.end]) for m in matcher.match(Document("", text)) for hit in m.hits]
+
+
+@pytest.mark.parametrize(
+    ("terms", "text", "expected"),
+    [
+        # texts with marks use the full wildcard (marks stay inside the word), compiled on first use
+        (["साइबर*"], "नई साइबरसुरक्षा नीति", [("साइबर*", "साइबरसुरक्षा")]),
+        (["साइबर* हमल*"], "भारत पर साइबर हमले की जांच", [("साइबर* हमल*", "साइबर हमले")]),
+        (["cyber"], "cyber\ufe0f attack", []),  # a variation selector is a mark: the word goes on
+        # the next-word shortcut keeps the phrase semantics: any short gap, whole second word
+        (["cyber security"], "cyber-security, cyber securities, cyber, security",
+         [("cyber security", "cyber-security"), ("cyber security", "cyber, security")]),
+        (["cyber secur*"], "cyber securities", [("cyber secur*", "cyber securities")]),
+        # a prefix anchor may run on through CJK characters: the next word is then not the one after it
+        (["cyber* attack"], "a cyber中abc attack", [("cyber* attack", "cyber中abc attack")]),
+        # a single word is found only as a whole word, never after Arabic clitics
+        (["cyber"], "وcyber cyberattack cyber", [("cyber", "cyber")]),
+    ],
+)
+def test_scanner_shortcuts_keep_the_term_semantics(terms: list[str], text: str, expected: list[Any]) -> None:
+    assert _found(terms, text) == expected
+
+
+def test_anchor_trie_checks_the_word_end_once_and_matches_like_a_check_per_leaf() -> None:
+    """One word-end check after the trie (fast to compile) finds the same words as one per leaf."""
+    import re
+
+    from monitor.match import WORD_CHAR, _trie
+
+    words = {"ab": False, "abc": False, "abd": True, "b": True, "bc": False, "cyber": False, "cyb": True}
+    hoisted, per_leaf = _trie(words), _trie(words, at_leaves=True)
+    assert hoisted.count(WORD_CHAR) == 1 and per_leaf.count(WORD_CHAR) > 1
+    texts = ["ab", "abc", "abcd", "abd", "abde", "b", "bc", "bcd", "cyber", "cyberx", "cyb", "a", "ab\u093f", "ab中"]
+    for text in texts:
+        assert bool(re.match(hoisted, text)) == bool(re.match(per_leaf, text)), text
+
+
+def test_word_positions_count_spaces_line_breaks_and_half_cjk_characters() -> None:
+    from monitor.textnorm import WordPositions
+
+    for text in ["", " ", "a b\nc", "  two  spaces\n\nand breaks ", "中文 text 한국어\n網", "tab\there"]:
+        positions = WordPositions(text)
+        for offset in range(len(text) + 1):
+            cjk = sum(1 for char in text[:offset] if char in "中文한국어網")
+            expected = text.count(" ", 0, offset) + text.count("\n", 0, offset) + 0.5 * cjk
+            assert positions.before(offset) == expected, (text, offset)
+        assert positions.length == positions.before(len(text)) + 1
+
+
+def test_matcher_is_safe_to_share_between_threads(pack_matcher: Matcher) -> None:
+    """The scanner's memo and lazily compiled patterns are shared: results must not depend on it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bench = _bench()
+    examples = bench.load_examples(DEV_SET)[:120]
+    docs = [Document(e.title, e.text, e.language) for e in examples]
+    fresh = compile_rules(load_pack())
+    alone = [fresh.match(doc) for doc in docs]
+    with ThreadPoolExecutor(4) as pool:
+        shared = list(pool.map(compile_rules(load_pack()).match, docs * 2))
+    assert shared == alone * 2
