@@ -32,8 +32,8 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("Debian's chromium and chromium-driver are not installed (bash .ci/install-browser)",
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 
@@ -95,7 +95,20 @@ def navigate(browser: Any, action: Any) -> None:
     """Click or submit, then wait (with a deadline) until the next page has replaced this one."""
     page = browser.find_element(By.TAG_NAME, "html")
     action()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 15).until(lambda _: _replaced(page))
+
+
+def _replaced(page: Any) -> bool:
+    """Like expected_conditions.staleness_of, plus Chromium's other way of saying the node is gone."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+    return False
 
 
 def search(browser: Any, url: str, text: str) -> list[Any]:
