@@ -250,16 +250,8 @@ class WordPositions:
         last = runs - 1
         return self._chars_before_run[last] + min(self._run_ends[last], offset) - self._run_starts[last]
 
-    def first(self, start: int) -> float:
-        """Position of the word where a span starts."""
-        return self.before(start)
-
-    def last(self, end: int) -> float:
-        """Position of the word where a span ends."""
-        return self.before(max(end - 1, 0))
-
     def spans(self, spans: Iterable[tuple[int, int]]) -> list[tuple[float, float]]:
-        """(first, last) of each span: `first` and `last` in one call, for hot loops."""
+        """(first, last) of each span: the positions of the words where it starts and where it ends."""
         before = self.before
         return [(before(start), before(end - 1 if end > 0 else 0)) for start, end in spans]
 
