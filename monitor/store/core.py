@@ -487,14 +487,12 @@ def _entity_rows(item_id: int, analysis: Analysis) -> list[tuple[int, str, str]]
     return [(item_id, "country", c) for c in analysis.countries] + [(item_id, "org", o) for o in analysis.orgs]
 
 
-def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[Any], now: str,
-                    new: bool = False) -> None:
+def replace_matches(conn: sqlite3.Connection, item_id: int, matches: Sequence[Any], now: str) -> None:
     """Keep the matches of rules that still fire (their first match time), add new ones, drop the rest."""
-    if not new:
-        fired = {m.rule for m in matches}
-        stored = {r[0] for r in conn.execute("SELECT rule FROM matches WHERE item_id = ?", (item_id,))}
-        for rule in stored - fired:
-            conn.execute("DELETE FROM matches WHERE item_id = ? AND rule = ?", (item_id, rule))
+    fired = {m.rule for m in matches}
+    stored = {r[0] for r in conn.execute("SELECT rule FROM matches WHERE item_id = ?", (item_id,))}
+    for rule in stored - fired:
+        conn.execute("DELETE FROM matches WHERE item_id = ? AND rule = ?", (item_id, rule))
     conn.executemany(_UPSERT_MATCH, [_match_row(item_id, m, now) for m in matches])
 
 
