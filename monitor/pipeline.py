@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,15 +38,15 @@ class Poller:
     store: Store
     analyser: Analyser
     fetcher: Fetcher
-    stages: Stages | None = None
+    stages: InitVar[Stages | None] = None  # kept as `cpu`
     rng: random.Random = field(default_factory=random.Random)
     _store_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _states: dict[str, SourceState] = field(default_factory=dict)  # read ahead for a round of polls
     _unsaved: list[tuple[PollRecord, asyncio.Future]] = field(default_factory=list)
     _saver: asyncio.Task | None = None
 
-    def __post_init__(self) -> None:
-        self.cpu: Stages = self.stages or InThread(self.analyser)
+    def __post_init__(self, stages: Stages | None) -> None:
+        self.cpu: Stages = stages or InThread(self.analyser)
 
     async def read_states(self, sources: Sequence[Source]) -> None:
         """Read the state of every source about to be polled in one query, not one each."""
