@@ -87,7 +87,7 @@ class Poller:
                 for _, saved in batch:
                     if not saved.done():
                         saved.set_exception(e)
-                if isinstance(e, asyncio.CancelledError):
+                if not isinstance(e, Exception):  # cancelled, interrupted: the saver stops too
                     raise
                 continue
             for (_, saved), count in zip(batch, counts, strict=True):
