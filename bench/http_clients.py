@@ -4,7 +4,8 @@
 
 Starts the feed farm (bench/farm.py, one loopback address per feed, no added latency), primes the
 ETags, then times rounds of one request per feed at concurrency 32: httpx as fetch.py uses it
-(AsyncClient.stream), and, when installed, the same under uvloop, aiohttp alone, and a bare asyncio
+(AsyncClient.stream), and, when installed, the same under uvloop, the same with httpx2 (pydantic's
+fork of httpx, whose httpcore2 talks to asyncio directly), aiohttp alone, and a bare asyncio
 socket writing the request by hand (the floor for any client in Python). This is the warm poll's
 cost per unchanged source without the pipeline around it. Prints one line per client.
 """
@@ -17,20 +18,23 @@ import importlib.util
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import feed_farm
+from monitor.fetch import KEEPALIVE
 
 CONCURRENCY = 32
 Round = Callable[[list[str], dict[str, str]], Awaitable[set[int]]]
 
 
-async def with_httpx(urls: list[str], etags: dict[str, str]) -> set[int]:
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=64)
-    async with httpx.AsyncClient(trust_env=False, limits=limits) as client:
+async def with_httpx(urls: list[str], etags: dict[str, str], module: Any = httpx) -> set[int]:
+    limits = module.Limits(max_connections=CONCURRENCY, max_keepalive_connections=KEEPALIVE)
+    async with module.AsyncClient(trust_env=False, limits=limits) as client:
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(url: str) -> int:
@@ -80,6 +84,10 @@ def _clients() -> dict[str, tuple[Round, Callable | None]]:
         import uvloop
 
         clients["httpx under uvloop"] = (with_httpx, uvloop.new_event_loop)
+    if importlib.util.find_spec("httpx2"):  # pydantic's fork of httpx, with a native asyncio network backend
+        import httpx2
+
+        clients["httpx2 (fork of httpx)"] = (partial(with_httpx, module=httpx2), None)
     if importlib.util.find_spec("aiohttp"):
         clients["aiohttp alone"] = (with_aiohttp, None)
     clients["bare asyncio socket"] = (with_socket, None)
