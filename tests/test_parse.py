@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import feedparser.mixin
+import feedparser.urls
 import pytest
 from ruamel.yaml import YAML
 
@@ -11,7 +13,7 @@ from monitor.config import Source
 from monitor.errors import Blocked, ParseError
 from monitor.models import Fetched, iso
 from monitor.parse import parse
-from tests.conftest import DATA
+from tests.conftest import DATA, SHARED_FEEDS
 
 FEEDS = DATA / "feeds"
 EXPECTED = sorted(FEEDS.glob("*.expected.yaml"))
@@ -64,3 +66,22 @@ def test_every_fixture_has_an_expectation() -> None:
     expected = {p.name.removesuffix(".expected.yaml") for p in EXPECTED}
     assert bodies <= expected, sorted(bodies - expected)
     assert len(EXPECTED) >= 15
+
+
+def _feed_bodies() -> list[Path]:
+    readable = [p for p in EXPECTED if not YAML(typ="safe").load(p.read_text(encoding="utf-8")).get("error")]
+    fixtures = [_fixture(p) for p in readable if _fixture(p).suffix in (".xml", ".rdf", ".atom")]
+    corpus = sorted(SHARED_FEEDS.glob("*")) if SHARED_FEEDS.is_dir() else []  # the real feeds, when present
+    return fixtures + [p for p in corpus if p.suffix in (".rss", ".atom", ".xml", ".rdf")]
+
+
+@pytest.mark.parametrize("body_path", _feed_bodies(), ids=lambda p: p.name)
+def test_remembered_base_joins_parse_every_feed_the_same(body_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse/feed.py makes feedparser remember its URL joins; what it reads must not change."""
+    assert hasattr(feedparser.mixin._urljoin, "cache_info"), "feedparser changed: the joins are no longer remembered"
+    source = Source(id="fixture", url=f"https://example.org/feeds/{body_path.name}")
+    fetched = Fetched(url=source.url, status=200, content_type="application/xml", body=body_path.read_bytes())
+    with_cache = parse(fetched, source)
+    for name in ("make_safe_absolute_uri", "_urljoin"):
+        monkeypatch.setattr(feedparser.mixin, name, getattr(feedparser.urls, name))
+    assert parse(fetched, source) == with_cache
