@@ -85,3 +85,21 @@ def test_remembered_base_joins_parse_every_feed_the_same(body_path: Path, monkey
     for name in ("make_safe_absolute_uri", "_urljoin"):
         monkeypatch.setattr(feedparser.mixin, name, getattr(feedparser.urls, name))
     assert parse(fetched, source) == with_cache
+
+
+def test_only_short_joins_are_remembered() -> None:
+    """A hostile feed's huge links must not pile up in the join cache across polls."""
+    from monitor.parse.feed import _remembered
+
+    calls: list[tuple[str, str]] = []
+
+    def join(base: str, rel: str) -> str:
+        calls.append((base, rel))
+        return base + rel
+
+    remembered = _remembered(join)
+    huge = "https://example.org/" + "x" * 5000
+    answers = [remembered("https://example.org/", "a"), remembered("https://example.org/", "a"),
+               remembered(huge, "a"), remembered(huge, "a")]
+    assert answers == ["https://example.org/a"] * 2 + [huge + "a"] * 2
+    assert len(calls) == 3 and remembered.cache_info().currsize == 1

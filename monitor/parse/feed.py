@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -32,6 +33,7 @@ _USERLAND_HTTPS = re.compile(rb"xmlns=([\"'])https://backend\.userland\.com/rss2
 # rewrite of relative links inside it, a fifth of its parse time) would be thrown away
 _FEEDPARSER_OPTIONS = {"sanitize_html": False, "resolve_relative_uris": False}
 _FIRST_ELEMENT = re.compile(rb"<\w")  # where feedparser's prolog (and so any DTD) ends
+_LONGEST_REMEMBERED = 2048  # characters in a join's two arguments: so at most 1,024 x 2,048 kept
 ENTITIES_IGNORED = "the feed declares its own XML entities (<!ENTITY>): ignored, so none can expand or read files"
 
 
@@ -43,7 +45,18 @@ def _remember_base_joins() -> None:
     for name in ("make_safe_absolute_uri", "_urljoin"):
         join = getattr(feedparser.mixin, name, None)
         if callable(join) and not hasattr(join, "cache_info"):  # a feedparser without them is left as it is
-            setattr(feedparser.mixin, name, lru_cache(maxsize=4096)(join))
+            setattr(feedparser.mixin, name, _remembered(join))
+
+
+def _remembered(join: Callable[..., str]) -> Callable[..., str]:
+    """`join` with its recent answers kept; long arguments (a hostile feed's huge links) are never kept."""
+    cached = lru_cache(maxsize=1024)(join)
+
+    def remembered(*args: str | None) -> str:
+        return cached(*args) if sum(len(a or "") for a in args) <= _LONGEST_REMEMBERED else join(*args)
+
+    remembered.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return remembered
 
 
 _remember_base_joins()
